@@ -1,0 +1,150 @@
+"""The ``ser`` command line: parses, then calls the library.
+
+Examples::
+
+    ser predict clip.wav other.m4a                # one JSON object per file
+    ser predict --model models/default --device cpu *.wav
+    ser train --data ../shared/data/ravdess16k --corpus ravdess --out models/default
+    ser train --data ../shared/data/ravdess16k --corpus ravdess --arch gru --no-final --out runs/gru
+    ser evaluate --model default --data /corpora/ravdess --corpus ravdess --speakers 21 22 23 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SERError
+
+
+def _progress_bar(desc: str):
+    """A tqdm-backed (stage, done, total) callback, to stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None or bar.total != total or done < bar.n:
+            if bar is not None:
+                bar.close()
+            bar = bars[stage] = tqdm(total=total, desc=f"{desc}: {stage}", leave=False, file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            bars.pop(stage, None)
+
+    return update
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .audio import AudioLimits, load_audio
+    from .models import load_model
+
+    model = load_model(args.model, device=args.device)
+    limits = AudioLimits(min_duration_s=model.card.min_duration_s)
+    failed = 0
+    for file in args.files:
+        try:
+            audio = load_audio(file, limits=limits)
+            result = {"file": file, **model.predict(audio.y, audio.sr, name=file), "model": model.id}
+        except SERError as exc:
+            failed += 1
+            result = {"file": file, "error": str(exc)}
+            print(f"ser predict: {exc}", file=sys.stderr)
+        print(json.dumps(result), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import load_config, run_training, stderr_log
+
+    overrides = {"arch": args.arch, "epochs": args.epochs, "folds": args.folds, "seed": args.seed,
+                 "label_set": args.label_set, "threads": args.threads}
+    if args.arch_args:
+        overrides["arch_args"] = json.loads(args.arch_args)
+    cfg = load_config(args.config, **overrides)
+    command = "ser " + " ".join(shlex.quote(a) for a in args._argv)
+    run_training(args.data, args.corpus, args.out, cfg, cv=not args.no_cv, final=not args.no_final,
+                 command=command, log=stderr_log, progress=None if args.quiet else _progress_bar("train"),
+                 name=args.name)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_model, format_report, save_confusion_png
+
+    report = evaluate_model(args.model, args.data, args.corpus, speakers=args.speakers, device=args.device,
+                            progress=None if args.quiet else _progress_bar("evaluate"))
+    print(format_report(report))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        save_confusion_png(report["confusion"], report["labels"], out / "confusion.png",
+                           title=f"{report['model']} on {report['corpus']} (n={report['n']})")
+        print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition: train, evaluate, predict.")
+    p.add_argument("--version", action="version", version=f"ser {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("predict", help="classify audio files; prints one JSON object per file")
+    pr.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, opus, mp3, m4a, webm)")
+    pr.add_argument("--model", default="default", help="model name under models/ or a model folder")
+    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.set_defaults(func=cmd_predict)
+
+    tr = sub.add_parser("train", help="speaker-grouped cross-validation, then train and save a model")
+    tr.add_argument("--data", required=True, help="corpus folder (or manifest/CSV file for dusha/csv)")
+    tr.add_argument("--corpus", default="ravdess", help="ravdess, crema-d, tess, savee, emodb, dusha, csv")
+    tr.add_argument("--out", required=True, help="model folder to write (weights, card, CV metrics, config)")
+    tr.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
+    tr.add_argument("--arch", help="architecture: sercnn (default), gru, cnn1d, cnn2d, m5, logreg")
+    tr.add_argument("--arch-args", help='JSON object of architecture arguments, e.g. \'{"hidden": 64}\'')
+    tr.add_argument("--label-set", help="ravdess8 (default), basic7, four, valence3, valence2")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--folds", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    tr.add_argument("--name", help="model name written in the card (default: the folder name)")
+    tr.add_argument("--no-cv", action="store_true", help="skip cross-validation")
+    tr.add_argument("--no-final", action="store_true", help="only cross-validate; save no model")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score a model on a labelled corpus (UAR, accuracy, macro-F1, confusion)")
+    ev.add_argument("--model", default="default")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--corpus", default="ravdess")
+    ev.add_argument("--speakers", nargs="*", help="only these speaker ids (e.g. 21 22 23 24 for RAVDESS actors)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--out", help="folder for metrics.json and confusion.png")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    try:
+        return args.func(args)
+    except SERError as exc:
+        print(f"ser {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ser {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Corpus readers: each turns a corpus folder into a list of :class:`Utterance`.
+
+Labels are canonical emotions (see :mod:`ser.labels`); files whose emotion has no
+canonical counterpart (EmoDB's boredom, Dusha's "other") are skipped and counted.
+Speakers are strings prefixed by the corpus so that corpora can be pooled.
+
+Supported layouts (by each corpus's documented file-name convention):
+
+- RAVDESS: ``Actor_XX/03-01-EE-II-SS-RR-AA.wav`` (official 48 kHz WAV) or ``.flac``
+  (``../shared/data/ravdess16k``). Emotion EE, actor AA (odd male, even female).
+- CREMA-D: ``AudioWAV/1001_DFA_ANG_XX.wav``; gender from ``VideoDemographics.csv``
+  when it lies in the corpus folder.
+- TESS: ``OAF_back_angry.wav`` (speakers OAF/YAF, both female; "ps" = surprised).
+- SAVEE: ``DC_a01.wav`` or ``DC/a01.wav`` (speakers DC, JE, JK, KL, all male).
+- EmoDB: ``03a01Fa.wav`` (speaker 03, text a01, emotion letter F, version a).
+- Dusha: a manifest (``.jsonl`` or ``.tsv``) with ``audio_path`` and an emotion field
+  (``emotion``, ``speaker_emo`` or ``annotator_emo``) and, where present, a speaker
+  field (``speaker_id``, ``source_id`` or ``annotator_id``).
+- Folder + CSV: a CSV with columns ``path,label[,speaker][,gender]``; paths relative
+  to the CSV's folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import DataError
+from .labels import EMOTIONS
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".webm")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: Path
+    label: str  # canonical emotion
+    speaker: str  # "<corpus>:<id>"
+    gender: str | None = None  # "female" | "male" | None when unknown
+    corpus: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def _audio_files(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; pass the corpus's root folder.")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+
+
+def _require(items: list[Utterance], root: Path, corpus: str, skipped: Counter) -> list[Utterance]:
+    if not items:
+        hint = f" ({sum(skipped.values())} files did not match the naming convention)" if skipped else ""
+        raise DataError(f"No {corpus} files found under {root}{hint}; check the folder and the corpus name.")
+    return items
+
+
+# --- RAVDESS -------------------------------------------------------------------
+RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
+                    "06": "fearful", "07": "disgust", "08": "surprised"}
+_RAVDESS_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+
+
+def read_ravdess(root: str | Path, *, actors: Iterable[int] | None = None) -> list[Utterance]:
+    """RAVDESS speech (vocal channel 01); ``actors`` restricts to those actor numbers."""
+    root, keep = Path(root), set(actors) if actors is not None else None
+    items, skipped = [], Counter()
+    for p in _audio_files(root):
+        m = _RAVDESS_RE.match(p.stem)
+        if not m or m.group(2) != "01" or m.group(3) not in RAVDESS_EMOTIONS:
+            skipped["name"] += 1
+            continue
+        actor = int(m.group(7))
+        if keep is not None and actor not in keep:
+            continue
+        items.append(Utterance(p, RAVDESS_EMOTIONS[m.group(3)], f"ravdess:{actor:02d}",
+                               "male" if actor % 2 else "female", "ravdess"))
+    return _require(items, root, "RAVDESS", skipped)
+
+
+# --- CREMA-D -------------------------------------------------------------------
+CREMAD_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy",
+                   "NEU": "neutral", "SAD": "sad"}
+_CREMAD_RE = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+
+
+def read_crema_d(root: str | Path) -> list[Utterance]:
+    root = Path(root)
+    genders: dict[str, str] = {}
+    demo = next(iter(root.rglob("VideoDemographics.csv")), None)
+    if demo is not None:
+        with open(demo, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                sex = (row.get("Sex") or "").strip().lower()
+                if sex in ("male", "female"):
+                    genders[row["ActorID"].strip()] = sex
+    items, skipped = [], Counter()
+    for p in _audio_files(root):
+        m = _CREMAD_RE.match(p.stem)
+        if not m or m.group(3) not in CREMAD_EMOTIONS:
+            skipped["name"] += 1
+            continue
+        items.append(Utterance(p, CREMAD_EMOTIONS[m.group(3)], f"crema-d:{m.group(1)}",
+                               genders.get(m.group(1)), "crema-d"))
+    return _require(items, root, "CREMA-D", skipped)
+
+
+# --- TESS ----------------------------------------------------------------------
+TESS_EMOTIONS = {"angry": "angry", "disgust": "disgust", "fear": "fearful", "happy": "happy",
+                 "neutral": "neutral", "ps": "surprised", "pleasant_surprise": "surprised",
+                 "pleasant_surprised": "surprised", "sad": "sad", "surprise": "surprised"}
+
+
+def read_tess(root: str | Path) -> list[Utterance]:
+    root = Path(root)
+    items, skipped = [], Counter()
+    for p in _audio_files(root):
+        parts = p.stem.split("_")
+        speaker = parts[0].upper()
+        emotion = TESS_EMOTIONS.get("_".join(parts[2:]).lower()) if len(parts) >= 3 else None
+        if speaker not in ("OAF", "YAF") or emotion is None:
+            skipped["name"] += 1
+            continue
+        items.append(Utterance(p, emotion, f"tess:{speaker}", "female", "tess"))
+    return _require(items, root, "TESS", skipped)
+
+
+# --- SAVEE ---------------------------------------------------------------------
+SAVEE_EMOTIONS = {"a": "angry", "d": "disgust", "f": "fearful", "h": "happy", "n": "neutral",
+                  "sa": "sad", "su": "surprised"}
+_SAVEE_RE = re.compile(r"^(?:(DC|JE|JK|KL)_)?(sa|su|a|d|f|h|n)(\d\d)$")
+
+
+def read_savee(root: str | Path) -> list[Utterance]:
+    root = Path(root)
+    items, skipped = [], Counter()
+    for p in _audio_files(root):
+        m = _SAVEE_RE.match(p.stem)
+        speaker = (m.group(1) if m else None) or (p.parent.name if p.parent.name in ("DC", "JE", "JK", "KL") else None)
+        if not m or speaker is None:
+            skipped["name"] += 1
+            continue
+        items.append(Utterance(p, SAVEE_EMOTIONS[m.group(2)], f"savee:{speaker}", "male", "savee"))
+    return _require(items, root, "SAVEE", skipped)
+
+
+# --- EmoDB ---------------------------------------------------------------------
+EMODB_EMOTIONS = {"W": "angry", "E": "disgust", "A": "fearful", "F": "happy", "T": "sad",
+                  "N": "neutral"}  # L (Langeweile, boredom) has no canonical counterpart
+EMODB_MALE = {"03", "10", "11", "12", "15"}
+_EMODB_RE = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])$")
+
+
+def read_emodb(root: str | Path) -> list[Utterance]:
+    root = Path(root)
+    items, skipped = [], Counter()
+    for p in _audio_files(root):
+        m = _EMODB_RE.match(p.stem)
+        if not m:
+            skipped["name"] += 1
+            continue
+        if m.group(3) not in EMODB_EMOTIONS:
+            skipped["boredom"] += 1
+            continue
+        spk = m.group(1)
+        items.append(Utterance(p, EMODB_EMOTIONS[m.group(3)], f"emodb:{spk}",
+                               "male" if spk in EMODB_MALE else "female", "emodb"))
+    return _require(items, root, "EmoDB", skipped)
+
+
+# --- Dusha ---------------------------------------------------------------------
+DUSHA_EMOTIONS = {"angry": "angry", "sad": "sad", "neutral": "neutral", "positive": "happy"}
+_DUSHA_EMOTION_FIELDS = ("emotion", "speaker_emo", "annotator_emo", "golden_emo")
+_DUSHA_SPEAKER_FIELDS = ("speaker_id", "source_id", "annotator_id")
+
+
+def read_dusha(manifest: str | Path) -> list[Utterance]:
+    """Dusha from one manifest file (JSON lines or TSV); audio paths are relative to it."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DataError(f"{manifest} is not a file; pass a Dusha manifest (.jsonl or .tsv).")
+    if manifest.suffix == ".jsonl":
+        rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    items, skipped, seen = [], Counter(), set()
+    for row in rows:
+        emo_field = next((k for k in _DUSHA_EMOTION_FIELDS if row.get(k)), None)
+        if "audio_path" not in row or emo_field is None:
+            raise DataError(f"{manifest}: rows need 'audio_path' and one of {', '.join(_DUSHA_EMOTION_FIELDS)}.")
+        emotion = DUSHA_EMOTIONS.get(str(row[emo_field]).strip().lower())
+        if emotion is None:
+            skipped["other"] += 1
+            continue
+        path = (manifest.parent / row["audio_path"]).resolve()
+        if path in seen:  # raw crowd manifests list one clip once per annotator
+            continue
+        seen.add(path)
+        spk_field = next((k for k in _DUSHA_SPEAKER_FIELDS if row.get(k)), None)
+        speaker = f"dusha:{row[spk_field]}" if spk_field else f"dusha:{path.stem}"
+        items.append(Utterance(path, emotion, speaker, None, "dusha"))
+    return _require(items, manifest, "Dusha", skipped)
+
+
+# --- Folder + CSV --------------------------------------------------------------
+def read_folder_csv(csv_path: str | Path) -> list[Utterance]:
+    """A CSV with ``path,label[,speaker][,gender]``; labels must be canonical emotions."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path} is not a file; pass a CSV with columns path,label,speaker.")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise DataError(f"{csv_path} needs the columns 'path' and 'label' (and optionally 'speaker', 'gender').")
+        items = []
+        for n, row in enumerate(reader, start=2):
+            label = row["label"].strip().lower()
+            if label not in EMOTIONS:
+                raise DataError(f"{csv_path}, line {n}: label {label!r} is not one of {', '.join(EMOTIONS)}.")
+            gender = (row.get("gender") or "").strip().lower() or None
+            items.append(Utterance((csv_path.parent / row["path"]).resolve(), label,
+                                   f"csv:{(row.get('speaker') or '').strip() or Path(row['path']).stem}",
+                                   gender if gender in ("male", "female") else None, "csv"))
+    return _require(items, csv_path, "CSV-listed", Counter())
+
+
+READERS: dict[str, Callable[[str | Path], list[Utterance]]] = {
+    "ravdess": read_ravdess, "crema-d": read_crema_d, "tess": read_tess, "savee": read_savee,
+    "emodb": read_emodb, "dusha": read_dusha, "csv": read_folder_csv,
+}
+
+
+def read_corpus(corpus: str, path: str | Path) -> list[Utterance]:
+    """Read ``path`` with the reader named ``corpus`` (one of :data:`READERS`)."""
+    try:
+        reader = READERS[corpus]
+    except KeyError:
+        raise DataError(f"Unknown corpus {corpus!r}; choose one of {', '.join(READERS)}.") from None
+    return reader(path)

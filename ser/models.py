@@ -1,0 +1,451 @@
+"""Emotion models: architectures, the model folder format, and loading.
+
+Every architecture maps a batch of 16 kHz waveforms ``(B, n)`` to logits ``(B, C)``
+and computes its own features inside (so a model folder is self-contained), except
+``logreg``, which takes the clip-level statistics of :func:`ser.features.pooled_statistics`.
+
+Architectures (``ARCHITECTURES``):
+
+- ``gru``     — the student project's GRU over MFCC frames (hidden 32, 3 layers)
+- ``cnn1d``   — 1D CNN over MFCC frames
+- ``cnn2d``   — 2D CNN over the log-mel spectrogram
+- ``m5``      — M5 (Dai et al. 2017) on the raw waveform
+- ``logreg``  — logistic regression on pooled MFCC/spectral statistics
+- ``sercnn``  — the default: a residual 2D CNN over per-utterance-normalised
+  log-mel with attentive statistics pooling, trained with SpecAugment and mixup
+
+A model folder holds ``model.safetensors`` and ``card.json`` (see :class:`ModelCard`);
+:func:`load_model` rebuilds the model from those two files alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from . import __version__
+from .errors import AudioError, ModelError
+from .features import FeatureConfig, dct_matrix, mel_filterbank, pooled_statistics, trim_silence
+
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "model.safetensors"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+# --- feature front ends (the same math as ser.features, batched in torch) ----------
+class LogMel(nn.Module):
+    """(B, n) waveform -> (B, n_mels, T) log-mel in dB, matching :func:`ser.features.log_mel`.
+
+    With ``top_db``, each item is floored at its own maximum minus ``top_db`` so that
+    digital silence (zero padding) does not dominate the statistics downstream."""
+
+    def __init__(self, fc: FeatureConfig, top_db: float | None = 80.0):
+        super().__init__()
+        self.top_db = top_db
+        self.n_fft, self.hop_length = fc.n_fft, fc.hop_length
+        window = torch.zeros(fc.n_fft)
+        off = (fc.n_fft - fc.win_length) // 2
+        window[off:off + fc.win_length] = torch.hann_window(fc.win_length, periodic=True)
+        self.register_buffer("window", window, persistent=False)
+        fb = mel_filterbank(sr=fc.sr, n_fft=fc.n_fft, n_mels=fc.n_mels, fmin=fc.fmin, fmax=fc.fmax)
+        self.register_buffer("fb", torch.from_numpy(fb), persistent=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(y, self.n_fft, self.hop_length, window=self.window, center=True,
+                          pad_mode="constant", return_complex=True)  # (B, F, T)
+        power = spec.real.square() + spec.imag.square()
+        x = 10.0 * torch.log10(torch.clamp(self.fb @ power, min=1e-10))  # (B, M, T)
+        if self.top_db is not None:
+            x = torch.maximum(x, x.amax(dim=(1, 2), keepdim=True) - self.top_db)
+        return x
+
+
+class MFCC(nn.Module):
+    """(B, n) -> (B, n_mfcc, T), matching :func:`ser.features.mfcc`."""
+
+    def __init__(self, fc: FeatureConfig, top_db: float | None = 80.0):
+        super().__init__()
+        self.logmel = LogMel(fc, top_db)
+        self.register_buffer("dct", torch.from_numpy(dct_matrix(fc.n_mfcc, fc.n_mels)), persistent=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.dct @ self.logmel(y)
+
+
+def spec_augment(x: torch.Tensor, *, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2,
+                 time_width: float = 0.1) -> torch.Tensor:
+    """SpecAugment masks on (B, F, T), filled with each item's mean; a new tensor."""
+    B, Fq, T = x.shape
+    x = x.clone()
+    fill = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    for _ in range(freq_masks):
+        w = torch.randint(0, freq_width + 1, (B, 1, 1), device=x.device)
+        f0 = (torch.rand(B, 1, 1, device=x.device) * (Fq - w)).long()
+        idx = torch.arange(Fq, device=x.device).view(1, Fq, 1)
+        mask |= (idx >= f0) & (idx < f0 + w)
+    max_t = max(1, int(time_width * T))
+    for _ in range(time_masks):
+        w = torch.randint(0, max_t + 1, (B, 1, 1), device=x.device)
+        t0 = (torch.rand(B, 1, 1, device=x.device) * (T - w)).long()
+        idx = torch.arange(T, device=x.device).view(1, 1, T)
+        mask |= (idx >= t0) & (idx < t0 + w)
+    return torch.where(mask, fill, x)
+
+
+class _SpecModel(nn.Module):
+    """Base for models over a (B, F, T) spectral representation."""
+
+    spec_augment = False
+
+    def features(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.frontend(y)
+        x = x - x.mean(dim=-1, keepdim=True)  # per-utterance, per-band mean removal
+        if self.training and self.spec_augment:
+            x = spec_augment(x)
+        return x
+
+
+# --- the student architectures -------------------------------------------------------
+class GRUNet(_SpecModel):
+    """GRU over MFCC frames (the original project: hidden 32, 3 layers)."""
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, hidden: int = 32, layers: int = 3, dropout: float = 0.2):
+        super().__init__()
+        self.frontend = MFCC(fc)
+        self.norm = nn.BatchNorm1d(fc.n_mfcc)
+        self.gru = nn.GRU(fc.n_mfcc, hidden, num_layers=layers, batch_first=True, dropout=dropout)
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.features(y)).transpose(1, 2)  # (B, T, C)
+        _, h = self.gru(x)  # h: (layers, B, H)
+        return self.head(h[-1])
+
+
+class CNN1D(_SpecModel):
+    """1D convolutions over MFCC frames."""
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, channels: tuple[int, ...] = (64, 128, 128), dropout: float = 0.3):
+        super().__init__()
+        self.frontend = MFCC(fc)
+        layers, c_in = [nn.BatchNorm1d(fc.n_mfcc)], fc.n_mfcc
+        for c in channels:
+            layers += [nn.Conv1d(c_in, c, 5, padding=2), nn.BatchNorm1d(c), nn.ReLU(), nn.MaxPool1d(2)]
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, n_classes))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.features(y)).mean(dim=-1))
+
+
+class CNN2D(_SpecModel):
+    """2D convolutions over the log-mel spectrogram."""
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, channels: tuple[int, ...] = (16, 32, 64, 64), dropout: float = 0.3):
+        super().__init__()
+        self.frontend = LogMel(fc)
+        layers, c_in = [nn.BatchNorm2d(1)], 1
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, n_classes))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.body(self.features(y).unsqueeze(1))  # (B, C, F', T')
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class M5(nn.Module):
+    """M5 on the raw waveform (Dai et al. 2017, the torchaudio tutorial's sizes)."""
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, channels: int = 32, stride: int = 16):
+        super().__init__()
+        c = channels
+        self.body = nn.Sequential(
+            nn.Conv1d(1, c, 80, stride=stride), nn.BatchNorm1d(c), nn.ReLU(), nn.MaxPool1d(4),
+            nn.Conv1d(c, c, 3), nn.BatchNorm1d(c), nn.ReLU(), nn.MaxPool1d(4),
+            nn.Conv1d(c, 2 * c, 3), nn.BatchNorm1d(2 * c), nn.ReLU(), nn.MaxPool1d(4),
+            nn.Conv1d(2 * c, 2 * c, 3), nn.BatchNorm1d(2 * c), nn.ReLU(), nn.MaxPool1d(4),
+        )
+        self.head = nn.Linear(2 * c, n_classes)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        y = y / (y.abs().amax(dim=-1, keepdim=True) + 1e-6)  # peak-normalise each clip
+        return self.head(self.body(y.unsqueeze(1)).mean(dim=-1))
+
+
+class LogReg(nn.Module):
+    """Multinomial logistic regression on standardised pooled statistics."""
+
+    input_kind = "pooled"
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, n_features: int = 260):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.linear = nn.Linear(n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x - self.mean) / self.std)
+
+
+# --- the default ---------------------------------------------------------------------
+class _ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, pool: tuple[int, int]):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
+        self.pool = nn.AvgPool2d(pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return self.pool(F.relu(h + self.skip(x)))
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attention-weighted mean and standard deviation over time: (B, C, T) -> (B, 2C)."""
+
+    def __init__(self, channels: int, hidden: int = 64):
+        super().__init__()
+        self.attn = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.softmax(self.attn(x), dim=-1)
+        mu = (w * x).sum(dim=-1)
+        var = (w * x.square()).sum(dim=-1) - mu.square()
+        return torch.cat([mu, var.clamp(min=1e-6).sqrt()], dim=1)
+
+
+class SERCNN(_SpecModel):
+    """The default: residual CNN on normalised log-mel + attentive statistics pooling."""
+
+    spec_augment = True
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, channels: tuple[int, ...] = (16, 32, 64, 128),
+                 dropout: float = 0.3):
+        super().__init__()
+        self.frontend = LogMel(fc)
+        self.input_norm = nn.BatchNorm2d(1)
+        stem = channels[0]
+        self.stem = nn.Sequential(nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem),
+                                  nn.ReLU(), nn.AvgPool2d(2))
+        blocks, c_in = [], stem
+        for i, c in enumerate(channels[1:]):
+            blocks.append(_ResBlock(c_in, c, (2, 2) if i < len(channels) - 2 else (2, 1)))
+            c_in = c
+        self.body = nn.Sequential(*blocks)
+        freq_out = fc.n_mels // 2 ** len(channels)
+        self.proj = nn.Sequential(nn.Conv1d(c_in * freq_out, 128, 1), nn.BatchNorm1d(128), nn.ReLU())
+        self.pool = AttentiveStatsPool(128)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(256, n_classes))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.input_norm(self.features(y).unsqueeze(1))  # (B, 1, M, T)
+        x = self.body(self.stem(x))  # (B, C, M/16, T/8)
+        B, C, Fq, T = x.shape
+        x = self.proj(x.reshape(B, C * Fq, T))  # (B, 128, T/8)
+        return self.head(self.pool(x))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "sercnn": SERCNN, "gru": GRUNet, "cnn1d": CNN1D, "cnn2d": CNN2D, "m5": M5, "logreg": LogReg,
+}
+DEFAULT_ARCH = "sercnn"
+
+
+def build_model(arch: str, fc: FeatureConfig, n_classes: int, **arch_args: Any) -> nn.Module:
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ModelError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.") from None
+    return cls(fc, n_classes, **arch_args)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- the model folder ----------------------------------------------------------------
+@dataclass
+class ModelCard:
+    """What a model folder says about itself (``card.json``)."""
+
+    name: str
+    architecture: str
+    labels: list[str]
+    label_set: str = "ravdess8"
+    arch_args: dict = field(default_factory=dict)
+    sample_rate: int = 16_000
+    features: dict = field(default_factory=lambda: FeatureConfig().to_dict())
+    min_duration_s: float = 0.5
+    temperature: float = 1.0  # logits are divided by this before the softmax (calibration)
+    uncertain_margin: float = 0.0  # top-1 minus top-2 probability below which a result is "uncertain"
+    parameters: int = 0
+    training: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    licence: str = ""
+    metrics: dict = field(default_factory=dict)
+    ser_version: str = __version__
+    format_version: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelCard":
+        known = {f for f in cls.__dataclass_fields__}
+        missing = {"name", "architecture", "labels"} - set(d)
+        if missing:
+            raise ModelError(f"The model card lacks {', '.join(sorted(missing))}.")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(**self.features)
+
+
+def save_model(model: nn.Module, card: ModelCard, folder: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``card.json`` into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card.parameters = count_parameters(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"architecture": card.architecture})
+    (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A folder path as given, or a shipped model's name under ``models/``."""
+    import os
+
+    candidates = [Path(name_or_path)]
+    if env := os.environ.get("SER_MODELS_DIR"):
+        candidates.append(Path(env) / str(name_or_path))
+    candidates.append(MODELS_DIR / str(name_or_path))
+    candidates = list(dict.fromkeys(candidates))
+    for c in candidates:
+        if (c / CARD_FILE).is_file():
+            return c
+    raise ModelError(
+        f"No model folder found for {str(name_or_path)!r} (looked in {', '.join(str(c) for c in candidates)}); "
+        f"a model folder holds {CARD_FILE} and {WEIGHTS_FILE}. Available: {', '.join(available_models()) or 'none'}."
+    )
+
+
+def available_models() -> list[str]:
+    return sorted(p.parent.name for p in MODELS_DIR.glob(f"*/{CARD_FILE}")) if MODELS_DIR.is_dir() else []
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu' or 'auto'.")
+    return torch.device(device)
+
+
+class EmotionModel:
+    """A loaded model: ``predict(y, sr)`` gives the students' ``{"emotion", "probabilities"}``."""
+
+    def __init__(self, net: nn.Module, card: ModelCard, device: torch.device, path: Path | None = None):
+        self.net, self.card, self.device, self.path = net.eval().to(device), card, device, path
+        self.labels = list(card.labels)
+        self.fc = card.feature_config
+
+    @property
+    def input_kind(self) -> str:
+        return getattr(self.net, "input_kind", "waveform")
+
+    @property
+    def id(self) -> str:
+        return f"{self.card.name}@{self.card.ser_version}"
+
+    def prepare(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
+        """Validate rate and length, trim leading/trailing silence as in training."""
+        if sr != self.card.sample_rate:
+            raise AudioError(f"The model expects {self.card.sample_rate} Hz audio, got {sr} Hz; load it with ser.audio.load_audio.")
+        if self.fc.trim_db is not None:
+            y = trim_silence(y, top_db=self.fc.trim_db)
+        if len(y) < self.card.min_duration_s * sr:
+            raise AudioError(
+                f"{name} has {len(y) / sr:.2f} s of sound after trimming silence; the model needs at least "
+                f"{self.card.min_duration_s:.2f} s. Record a longer clip."
+            )
+        return y
+
+    def logits(self, y: np.ndarray, sr: int) -> np.ndarray:
+        """Raw logits (C,) of one prepared clip."""
+        if self.input_kind == "pooled":
+            x = torch.from_numpy(pooled_statistics(y, sr))[None]
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None]
+        with torch.inference_mode():
+            return self.net(x.to(self.device))[0].float().cpu().numpy()
+
+    def predict_proba(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
+        z = self.logits(self.prepare(y, sr, name=name), sr) / self.card.temperature
+        z = z - z.max()
+        p = np.exp(z)
+        return p / p.sum()
+
+    def predict(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> dict:
+        p = self.predict_proba(y, sr, name=name)
+        order = np.argsort(p)[::-1]
+        margin = float(p[order[0]] - p[order[1]]) if len(p) > 1 else 1.0
+        return {
+            "emotion": self.labels[order[0]],
+            "probabilities": {label: round(float(v), 6) for label, v in zip(self.labels, p)},
+            "uncertain": margin < self.card.uncertain_margin,
+        }
+
+
+def load_model(name_or_path: str | Path = "default", device: str = "auto") -> EmotionModel:
+    """Rebuild a model from its folder (``card.json`` + ``model.safetensors``).
+
+    ``device``: "auto" (CUDA when present), "cpu" or "cuda". Only safetensors
+    weights are read; no pickle is ever loaded.
+    """
+    from safetensors.torch import load_file
+
+    folder = resolve_model_dir(name_or_path)
+    try:
+        card = ModelCard.from_dict(json.loads((folder / CARD_FILE).read_text(encoding="utf-8")))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{folder / CARD_FILE} is not valid JSON ({exc}).") from exc
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise ModelError(f"{folder} has no {WEIGHTS_FILE}; the model folder is incomplete.")
+    net = build_model(card.architecture, card.feature_config, len(card.labels), **card.arch_args)
+    try:
+        net.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except RuntimeError as exc:
+        raise ModelError(f"The weights in {folder} do not match the card's architecture ({str(exc)[:200]}).") from exc
+    return EmotionModel(net, card, pick_device(device), folder)
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+__all__ = [
+    "ARCHITECTURES", "DEFAULT_ARCH", "EmotionModel", "LogMel", "MFCC", "ModelCard", "build_model",
+    "count_parameters", "load_model", "save_model", "softmax", "spec_augment",
+]

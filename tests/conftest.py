@@ -1,0 +1,46 @@
+"""Shared fixtures. No test needs the network, a GPU or downloaded weights."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from audiogen import tone  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SER_SHARED", ROOT.parent / "shared"))
+RAVDESS = SHARED / "data" / "ravdess16k"
+
+needs_ravdess = pytest.mark.skipif(
+    not RAVDESS.is_dir(), reason=f"needs the RAVDESS copy at {RAVDESS} (../shared is absent in a user's clone)"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small untrained sercnn saved as a real model folder (safetensors + card)."""
+    import torch
+
+    from ser.features import FeatureConfig
+    from ser.labels import LABEL_SETS
+    from ser.models import ModelCard, build_model, save_model
+
+    torch.manual_seed(0)
+    labels = list(LABEL_SETS["ravdess8"].labels)
+    net = build_model("sercnn", FeatureConfig(), len(labels), channels=(8, 8, 16, 16))
+    card = ModelCard(name="tiny", architecture="sercnn", labels=labels, arch_args={"channels": [8, 8, 16, 16]},
+                     licence="test model, random weights")
+    return save_model(net.eval(), card, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def speech_like() -> np.ndarray:
+    return tone(2.0, 16_000, freq=180.0)
