@@ -1,0 +1,27 @@
+"""Entry point of the dashboard: navigation and the shared sidebar (model and device).
+
+Run with ``make run`` (or ``streamlit run app.py``).
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="ser — speech emotion", page_icon="🎙️", layout="wide")
+
+from ser.models import available_models  # noqa: E402  (torch is imported lazily by load_model)
+
+with st.sidebar:
+    st.header("Model")
+    models = available_models()
+    if not models:
+        st.error("No model found under models/. Train one with `ser train` (see README).")
+        st.stop()
+    # Inputs are copied into plain session keys that every page reads.
+    st.session_state.model_name = st.selectbox(
+        "Emotion model", models, index=models.index("default") if "default" in models else 0)
+    devices = ["auto", "cpu", "cuda"]
+    st.session_state.device = st.radio(
+        "Device", devices, index=devices.index(st.session_state.get("device_choice", "auto")),
+        horizontal=True, help="auto uses a CUDA GPU when one is present")
+
+pg = st.navigation([st.Page("pages/classify.py", title="Classify a clip", icon="🎙️", default=True)])
+pg.run()

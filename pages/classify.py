@@ -1,0 +1,68 @@
+"""Classify one clip: upload or record, then see the emotion probabilities."""
+
+import streamlit as st
+
+from ser.audio import SUPPORTED_FORMATS, AudioLimits, load_audio
+from ser.errors import SERError
+
+
+@st.cache_resource(show_spinner="Loading the emotion model…")
+def get_model(name: str, device: str):
+    from ser.models import load_model
+
+    return load_model(name, device=device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def classify(data: bytes, name: str, model_name: str, device: str) -> dict:
+    model = get_model(model_name, device)
+    audio = load_audio(data, name=name, limits=AudioLimits(min_duration_s=model.card.min_duration_s))
+    result = model.predict(audio.y, audio.sr, name=name)
+    return {**result, "duration_s": audio.duration_s, "source_sr": audio.source_sr,
+            "channels": audio.source_channels, "codec": audio.codec}
+
+
+st.title("Speech emotion")
+st.caption("Upload or record a short clip of speech; the model gives the probability of each emotion.")
+
+try:
+    model = get_model(st.session_state.model_name, st.session_state.device)
+except SERError as exc:
+    st.error(str(exc))
+    st.stop()
+
+left, right = st.columns(2)
+with left:
+    upload = st.file_uploader("Upload a clip", type=list(SUPPORTED_FORMATS), key="classify_upload")
+with right:
+    recording = st.audio_input("…or record one", sample_rate=16_000, key="classify_record")
+
+source = recording or upload
+if source is None:
+    st.info(f"Waiting for audio ({', '.join(SUPPORTED_FORMATS)}).")
+else:
+    data = source.getvalue()
+    st.audio(data)
+    try:
+        result = classify(data, source.name, st.session_state.model_name, st.session_state.device)
+    except SERError as exc:
+        st.error(str(exc))
+    else:
+        probs = result["probabilities"]
+        top = result["emotion"]
+        headline = f"uncertain (maybe {top})" if result["uncertain"] else top
+        st.metric("Emotion", headline, f"{probs[top]:.0%} probability", delta_color="off")
+        st.bar_chart({"probability": probs}, horizontal=True, x_label="probability", y_label="emotion")
+        st.caption(f"{result['duration_s']:.1f} s · {result['codec']} · {result['source_sr']} Hz · "
+                   f"{result['channels']} channel(s)")
+
+with st.expander("About this model"):
+    card = model.card
+    m = card.metrics
+    if m:
+        st.write(f"**{card.name}** ({card.architecture}, {card.parameters:,} parameters): "
+                 f"UAR {m['uar']['mean']:.3f} ± {m['uar']['std']:.3f}, accuracy {m['accuracy']['mean']:.3f}, "
+                 f"macro-F1 {m['macro_f1']['mean']:.3f}")
+        st.caption(m.get("protocol", ""))
+    st.write("Labels: " + ", ".join(card.labels))
+    st.caption(card.licence)
