@@ -7,6 +7,7 @@ Examples::
     ser train --data ../shared/data/ravdess16k --corpus ravdess --out models/default
     ser train --data ../shared/data/ravdess16k --corpus ravdess --arch gru --no-final --out runs/gru
     ser evaluate --model default --data /corpora/ravdess --corpus ravdess --speakers 21 22 23 24
+    ser calibrate models/default
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_model_dir
+
+    r = calibrate_model_dir(args.model_dir, target_accuracy=args.target_accuracy)
+    print(f"temperature {r['temperature']:.3f}; ECE on CV test folds {r['ece_before']:.3f} -> {r['ece_after']:.3f}; "
+          f"uncertain margin {r['uncertain_margin']:.2f} ({r['test_share_uncertain']:.0%} of test clips uncertain)")
+    print(f"wrote {Path(args.model_dir) / 'card.json'} and {Path(args.model_dir) / 'reliability.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition: train, evaluate, predict.")
     p.add_argument("--version", action="version", version=f"ser {__version__}")
@@ -129,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="folder for metrics.json and confusion.png")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    ca = sub.add_parser("calibrate", help="fit temperature and the 'uncertain' margin from a model's CV predictions")
+    ca.add_argument("model_dir", help="a model folder written by `ser train` with cross-validation")
+    ca.add_argument("--target-accuracy", type=float, default=0.75,
+                    help="held-out accuracy a prediction must reach to be called certain (default 0.75)")
+    ca.set_defaults(func=cmd_calibrate)
     return p
 
 

@@ -31,6 +31,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import __version__
+from .calibration import softmax
 from .errors import AudioError, ModelError
 from .features import FeatureConfig, dct_matrix, mel_filterbank, pooled_statistics, trim_silence
 
@@ -400,10 +401,7 @@ class EmotionModel:
             return self.net(x.to(self.device))[0].float().cpu().numpy()
 
     def predict_proba(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
-        z = self.logits(self.prepare(y, sr, name=name), sr) / self.card.temperature
-        z = z - z.max()
-        p = np.exp(z)
-        return p / p.sum()
+        return softmax(self.logits(self.prepare(y, sr, name=name), sr) / self.card.temperature)
 
     def predict(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> dict:
         p = self.predict_proba(y, sr, name=name)
@@ -439,13 +437,7 @@ def load_model(name_or_path: str | Path = "default", device: str = "auto") -> Em
     return EmotionModel(net, card, pick_device(device), folder)
 
 
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 __all__ = [
     "ARCHITECTURES", "DEFAULT_ARCH", "EmotionModel", "LogMel", "MFCC", "ModelCard", "build_model",
-    "count_parameters", "load_model", "save_model", "softmax", "spec_augment",
+    "count_parameters", "load_model", "save_model", "spec_augment",
 ]

@@ -28,7 +28,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioLimits, load_audio
 from .datasets import Utterance, read_corpus
-from .errors import ConfigError, DataError, SERError
+from .errors import ConfigError, DataError
 from .features import FeatureConfig, pooled_statistics, trim_silence
 from .labels import get_label_set
 
@@ -194,12 +194,10 @@ def _augment_batch(clips: Sequence[Clip], cfg: TrainConfig, rng: np.random.Gener
             y = c.shifted[rng.integers(len(c.shifted))]
         if len(y) > n:  # random crop = time shift
             start = rng.integers(0, len(y) - n + 1)
-            seg = y[start:start + n]
+            out[i] = y[start:start + n]
         else:  # shorter than the crop: tile it (zero padding would skew the statistics)
-            reps = -(-n // len(y))
             start = rng.integers(0, len(y))
-            seg = np.tile(y, reps + 1)[start:start + n]
-        out[i] = seg
+            out[i] = np.tile(y, -(-n // len(y)) + 1)[start:start + n]
         out[i] *= 10 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20)
         if rng.random() < cfg.noise_p:
             power = float(np.mean(out[i] ** 2)) + 1e-12
@@ -376,6 +374,10 @@ def run_training(data: str | Path, corpus: str, out: str | Path, cfg: TrainConfi
             for row in result["clips"]:
                 f.write(json.dumps(row) + "\n")
         s = result["summary"]
+        from .evaluate import save_confusion_png
+
+        save_confusion_png(s["confusion"], labels, out / "cv_confusion.png",
+                           title=f"{cfg.arch}: {cfg.folds}-fold speaker-grouped CV (summed over folds)")
         log("CV: " + "  ".join(f"{k} {s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in ("uar", "accuracy", "macro_f1")))
     if final:
         net, info = train_final(clips, labels, cfg, log=log)
@@ -397,6 +399,12 @@ def run_training(data: str | Path, corpus: str, out: str | Path, cfg: TrainConfi
         )
         save_model(net, card, out)
         log(f"saved {out} ({count_parameters(net)} parameters)")
+        if cv:
+            from .calibration import calibrate_model_dir
+
+            cal = calibrate_model_dir(out)
+            log(f"calibrated: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}, "
+                f"uncertain margin {cal['uncertain_margin']:.2f}")
     return result
 
 
@@ -412,5 +420,5 @@ def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-__all__ = ["TrainConfig", "classification_metrics", "cross_validate", "fit", "load_config",
-           "prepare_clips", "run_training", "speaker_folds", "SERError"]
+__all__ = ["TrainConfig", "add_pitch_shifts", "classification_metrics", "cross_validate", "fit", "load_config",
+           "prepare_clips", "run_training", "speaker_folds", "split", "train_final"]

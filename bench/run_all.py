@@ -1,0 +1,10 @@
+"""Runs every benchmark in bench/ in turn; each writes its figures to bench/results/."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for script in ["predict_speed.py"]:
+    print(f"== {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], check=True)
