@@ -22,6 +22,19 @@ def classify(data: bytes, name: str, model_name: str, device: str) -> dict:
             "channels": audio.source_channels, "codec": audio.codec}
 
 
+def probability_chart(probs: dict):
+    """Horizontal bars, most probable first."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame({"emotion": list(probs), "probability": list(probs.values())})
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("emotion:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelFontSize=14)),
+        tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
+    ).properties(height=36 * len(df))
+
+
 st.title("Speech emotion")
 st.caption("Upload or record a short clip of speech; the model gives the probability of each emotion.")
 
@@ -51,8 +64,10 @@ else:
         probs = result["probabilities"]
         top = result["emotion"]
         headline = f"uncertain (maybe {top})" if result["uncertain"] else top
-        st.metric("Emotion", headline, f"{probs[top]:.0%} probability", delta_color="off")
-        st.bar_chart({"probability": probs}, horizontal=True, x_label="probability", y_label="emotion")
+        st.metric("Emotion", headline)
+        note = " — no emotion clearly leads" if result["uncertain"] else ""
+        st.caption(f"{probs[top]:.0%} probability{note}")
+        st.altair_chart(probability_chart(probs), use_container_width=True)
         st.caption(f"{result['duration_s']:.1f} s · {result['codec']} · {result['source_sr']} Hz · "
                    f"{result['channels']} channel(s)")
 
