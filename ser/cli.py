@@ -64,7 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, run_training, stderr_log
 
-    overrides = {"arch": args.arch, "epochs": args.epochs, "folds": args.folds, "seed": args.seed,
+    overrides = {"arch": args.arch, "epochs": args.epochs, "patience": args.patience, "folds": args.folds, "seed": args.seed,
                  "label_set": args.label_set, "threads": args.threads}
     if args.arch_args:
         overrides["arch_args"] = json.loads(args.arch_args)
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--arch-args", help='JSON object of architecture arguments, e.g. \'{"hidden": 64}\'')
     tr.add_argument("--label-set", help="ravdess8 (default), basic7, four, valence3, valence2")
     tr.add_argument("--epochs", type=int)
+    tr.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     tr.add_argument("--folds", type=int)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
