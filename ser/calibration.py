@@ -73,32 +73,6 @@ def choose_margin(probs: np.ndarray, labels: Sequence[int], *, target_accuracy: 
     return 1.0
 
 
-def save_reliability_png(rel_before: dict, rel_after: dict, path: str | Path, *, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
-    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
-    for rel, name, style in ((rel_before, "before", "o-"), (rel_after, "after", "s-")):
-        xs = [b["confidence"] for b in rel["bins"]]
-        ys = [b["accuracy"] for b in rel["bins"]]
-        ax.plot(xs, ys, style, ms=4, label=f"{name} (ECE {rel['ece']:.3f})")
-    ax.set_xlabel("confidence (top probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) -> dict:
     """Fit temperature and margin from ``folder/cv_predictions.jsonl``; update ``card.json``;
     write ``reliability.png``. Returns the calibration record stored in the card."""
@@ -137,6 +111,8 @@ def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) ->
     card["uncertain_margin"] = margin
     card.setdefault("metrics", {})["calibration"] = record
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+    from .plots import save_reliability_png
+
     save_reliability_png(before, after, folder / "reliability.png",
                          title=f"{card.get('name', folder.name)}: CV test folds, T = {t:.2f}")
     return record

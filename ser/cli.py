@@ -77,7 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_model, format_report, save_confusion_png
+    from .evaluate import evaluate_model, format_report
+    from .plots import save_confusion_png
 
     report = evaluate_model(args.model, args.data, args.corpus, speakers=args.speakers, device=args.device,
                             progress=None if args.quiet else _progress_bar("evaluate"))

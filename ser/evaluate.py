@@ -1,4 +1,4 @@
-"""Scoring a saved model on a labelled corpus, and the confusion-matrix figure."""
+"""Scoring a saved model on a labelled corpus."""
 
 from __future__ import annotations
 
@@ -66,33 +66,3 @@ def format_report(r: dict) -> str:
     for label, row in zip(labels, r["confusion"]):
         lines.append(f"{label:<{w}}" + "".join(f"{v:>7d}" for v in row))
     return "\n".join(lines)
-
-
-def save_confusion_png(confusion: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, *,
-                       title: str = "") -> Path:
-    """Row-normalised confusion matrix with counts, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(confusion, dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)), dpi=110)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of row")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

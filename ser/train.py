@@ -374,7 +374,7 @@ def run_training(data: str | Path, corpus: str, out: str | Path, cfg: TrainConfi
             for row in result["clips"]:
                 f.write(json.dumps(row) + "\n")
         s = result["summary"]
-        from .evaluate import save_confusion_png
+        from .plots import save_confusion_png
 
         save_confusion_png(s["confusion"], labels, out / "cv_confusion.png",
                            title=f"{cfg.arch}: {cfg.folds}-fold speaker-grouped CV (summed over folds)")
