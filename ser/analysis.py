@@ -1,0 +1,81 @@
+"""Typed results of an analysis: speaker turns, emotion segments, the whole Analysis.
+
+Every export, the API and the dashboard read these; each segment carries the
+students' ``{"emotion", "probabilities"}``. Times are seconds from the start of the
+recording. JSON schema: ``Analysis.to_dict()`` (``schema`` names its version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+SCHEMA = "ser.analysis/1"
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    start_s: float
+    end_s: float
+    speaker: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class EmotionSegment:
+    start_s: float
+    end_s: float
+    speaker: str
+    emotion: str  # the most probable label
+    probabilities: dict[str, float]  # label -> probability, in the model's label order
+    uncertain: bool = False  # no emotion clearly leads (model card's margin)
+    kind: Literal["turn", "window"] = "turn"  # a whole turn's aggregate, or one sliding window
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class Analysis:
+    name: str
+    duration_s: float
+    labels: list[str]
+    turns: list[SpeakerTurn] = field(default_factory=list)
+    segments: list[EmotionSegment] = field(default_factory=list)  # one per scored turn
+    windows: list[EmotionSegment] = field(default_factory=list)  # sliding windows, for timelines
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({t.speaker for t in self.turns})
+
+    def speaker_summary(self) -> dict[str, dict]:
+        """Per speaker: talk time, turns, duration-weighted mean probabilities, dominant emotion."""
+        out = {}
+        for spk in self.speakers:
+            turns = [t for t in self.turns if t.speaker == spk]
+            segs = [s for s in self.segments if s.speaker == spk]
+            weight = sum(s.duration_s for s in segs)
+            mean = {label: (sum(s.probabilities[label] * s.duration_s for s in segs) / weight if weight else 0.0)
+                    for label in self.labels}
+            out[spk] = {"talk_time_s": sum(t.duration_s for t in turns), "turns": len(turns),
+                        "mean_probabilities": mean,
+                        "dominant_emotion": max(mean, key=mean.get) if weight else None}
+        return out
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "name": self.name, "duration_s": self.duration_s, "labels": list(self.labels),
+                "turns": [asdict(t) for t in self.turns], "segments": [asdict(s) for s in self.segments],
+                "windows": [asdict(s) for s in self.windows], "speakers": self.speaker_summary(),
+                "provenance": self.provenance}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Analysis":
+        return cls(name=d["name"], duration_s=d["duration_s"], labels=list(d["labels"]),
+                   turns=[SpeakerTurn(**t) for t in d["turns"]],
+                   segments=[EmotionSegment(**s) for s in d["segments"]],
+                   windows=[EmotionSegment(**s) for s in d["windows"]], provenance=d.get("provenance", {}))
