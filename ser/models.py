@@ -357,7 +357,9 @@ def available_models() -> list[str]:
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ModelError(f"Unknown device {device!r}; use 'auto', 'cpu' or 'cuda'.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu' or 'auto'.")
     return torch.device(device)
 
@@ -400,8 +402,21 @@ class EmotionModel:
         with torch.inference_mode():
             return self.net(x.to(self.device))[0].float().cpu().numpy()
 
+    #: clips longer than this are scored in windows (bounded memory) and the probabilities averaged
+    max_clip_s: float = 20.0
+    window_s: float = 10.0
+
     def predict_proba(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
-        return softmax(self.logits(self.prepare(y, sr, name=name), sr) / self.card.temperature)
+        """Class probabilities (C,) of one clip. A clip longer than ``max_clip_s`` is scored in
+        ``window_s`` windows with 50 % overlap, and their probabilities are averaged."""
+        y = self.prepare(y, sr, name=name)
+        if len(y) <= self.max_clip_s * sr:
+            return softmax(self.logits(y, sr) / self.card.temperature)
+        win, hop = int(self.window_s * sr), int(self.window_s * sr / 2)
+        starts = range(0, len(y) - win + hop, hop)
+        probs = [softmax(self.logits(y[s:s + win], sr) / self.card.temperature) for s in starts
+                 if len(y[s:s + win]) >= self.card.min_duration_s * sr]
+        return np.mean(probs, axis=0)
 
     def predict(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> dict:
         p = self.predict_proba(y, sr, name=name)

@@ -112,9 +112,21 @@ def test_a_pickle_is_never_loaded(tmp_path, tiny_model_dir):
     assert "pickle" not in type(info.value).__module__
 
 
+def test_long_clip_is_scored_in_windows(tiny_model_dir):
+    m = load_model(tiny_model_dir, device="cpu")
+    y = np.concatenate([tone(12.0, 16_000, freq=150.0), tone(13.0, 16_000, freq=300.0, seed=1)])  # 25 s
+    p = m.predict_proba(y, 16_000)
+    assert p.shape == (8,) and abs(p.sum() - 1) < 1e-5
+    m.max_clip_s = 60.0
+    whole = m.predict_proba(y, 16_000)
+    assert not np.allclose(p, whole)  # the windowed path really ran
+
+
 def test_device_auto_and_cuda_request():
     from ser.models import pick_device
 
+    with pytest.raises(ModelError, match="Unknown device 'gpu'"):
+        pick_device("gpu")
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA GPU is available"):
