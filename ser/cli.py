@@ -8,6 +8,8 @@ Examples::
     ser train --data ../shared/data/ravdess16k --corpus ravdess --arch gru --no-final --out runs/gru
     ser evaluate --model default --data /corpora/ravdess --corpus ravdess --speakers 21 22 23 24
     ser calibrate models/default
+    ser analyze meeting.wav --speakers 2 --format json,rttm,textgrid --out results/
+    ser analyze recordings/ --min-speakers 2 --max-speakers 4 --diarizer pyannote --pyannote ~/models/community-1
 """
 
 from __future__ import annotations
@@ -103,6 +105,84 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".mp4", ".aiff", ".aif"}
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (their audio files, recursively) and glob patterns, in order, without repeats."""
+    import glob
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTS))
+        elif any(c in item for c in "*?[") and not p.exists():
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise SERError(f"No file matches {item}.")
+            out.extend(matches)
+        else:
+            out.append(p)
+    seen: set[Path] = set()
+    return [f for f in out if not (f in seen or seen.add(f))]
+
+
+def _stage_bar(name: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=name, leave=False, file=sys.stderr, disable=None, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def update(stage: str, frac: float) -> None:
+        bar.set_postfix_str(stage)
+        bar.n = int(100 * max(0.0, min(1.0, frac)))
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .diarization import get_diarizer
+    from .exports import FORMATS, export
+    from .models import load_model
+    from .pipeline import analyze, relabel
+
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise SERError(f"Unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}.")
+    files = expand_inputs(args.files)
+    if not files:
+        raise SERError("No audio files found.")
+    if args.diarizer == "pyannote":
+        diarizer = get_diarizer("pyannote", source=args.pyannote, device=args.device)
+    else:
+        diarizer = get_diarizer("builtin")
+    model = load_model(args.model, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for file in files:
+        bar, update = _stage_bar(file.name)
+        try:
+            a = analyze(file, diarizer=diarizer, model=model, num_speakers=args.speakers,
+                        min_speakers=args.min_speakers, max_speakers=args.max_speakers, window_s=args.window,
+                        hop_s=args.hop, progress=None if args.quiet else update, name=file.name)
+            if args.label_set and args.label_set != model.card.label_set:
+                a = relabel(a, args.label_set)
+            paths = export(a, out, formats, stem=file.stem)
+        except SERError as exc:
+            failed += 1
+            print(f"ser analyze: {file}: {exc}", file=sys.stderr)
+            continue
+        finally:
+            bar.close()
+        summary = "no speech found" if a.provenance.get("no_speech") else (
+            f"{len(a.speakers)} speaker(s), {len(a.turns)} turn(s)")
+        print(f"{file}: {summary} -> {', '.join(str(p) for p in paths.values())}", flush=True)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition: train, evaluate, predict.")
     p.add_argument("--version", action="version", version=f"ser {__version__}")
@@ -148,6 +228,26 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--target-accuracy", type=float, default=0.75,
                     help="held-out accuracy a prediction must reach to be called certain (default 0.75)")
     ca.set_defaults(func=cmd_calibrate)
+    an = sub.add_parser("analyze", help="who spoke when, feeling what: diarize, score emotions, export")
+    an.add_argument("files", nargs="+", help="audio files, folders or glob patterns")
+    cnt = an.add_mutually_exclusive_group()
+    cnt.add_argument("--speakers", type=int, help="exact number of speakers (default: automatic)")
+    cnt.add_argument("--min-speakers", type=int, help="at least this many speakers")
+    an.add_argument("--max-speakers", type=int, help="at most this many speakers")
+    an.add_argument("--diarizer", default="builtin", choices=["builtin", "pyannote"],
+                    help="builtin (offline, default) or pyannote (local pipeline folder or Hugging Face token)")
+    an.add_argument("--pyannote", help="pyannote pipeline folder or Hugging Face id (token from $SER_HF_TOKEN or "
+                                       "$HF_TOKEN); default $SER_PYANNOTE_PIPELINE or community-1")
+    an.add_argument("--format", default="json,csv", help="comma-separated: json,csv,rttm,textgrid,eaf,audacity")
+    an.add_argument("--out", default=".", help="output folder (default: the current folder)")
+    an.add_argument("--model", default="default", help="emotion model name under models/ or a model folder")
+    an.add_argument("--label-set", help="report probabilities in this label set: ravdess8, basic7, four, valence3, "
+                                         "valence2")
+    an.add_argument("--window", type=float, default=2.0, help="emotion window length in seconds (default 2)")
+    an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
+    an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    an.add_argument("--quiet", action="store_true", help="no progress bar")
+    an.set_defaults(func=cmd_analyze)
     return p
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -418,8 +418,34 @@ class EmotionModel:
                  if len(y[s:s + win]) >= self.card.min_duration_s * sr]
         return np.mean(probs, axis=0)
 
-    def predict(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> dict:
-        p = self.predict_proba(y, sr, name=name)
+    def predict_proba_batch(self, clips: Sequence[np.ndarray], sr: int, *, batch_size: int = 32) -> np.ndarray:
+        """Probabilities (N, C) of many clips, batched by length. A clip with too little sound
+        after trimming gets a row of NaN instead of an error (the caller decides what to show)."""
+        out = np.full((len(clips), len(self.labels)), np.nan, dtype=np.float32)
+        by_len: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for i, y in enumerate(clips):
+            try:
+                y = self.prepare(y, sr)
+            except AudioError:
+                continue
+            if len(y) > self.max_clip_s * sr:
+                out[i] = self.predict_proba(y, sr)
+                continue
+            by_len.setdefault(len(y), []).append((i, y))
+        for items in by_len.values():
+            for b in range(0, len(items), batch_size):
+                chunk = items[b:b + batch_size]
+                if self.input_kind == "pooled":
+                    x = torch.from_numpy(np.stack([pooled_statistics(y, sr) for _, y in chunk]))
+                else:
+                    x = torch.from_numpy(np.stack([np.asarray(y, dtype=np.float32) for _, y in chunk]))
+                with torch.inference_mode():
+                    z = self.net(x.to(self.device)).float().cpu().numpy()
+                out[[i for i, _ in chunk]] = softmax(z / self.card.temperature)
+        return out
+
+    def result(self, p: np.ndarray) -> dict:
+        """``{"emotion", "probabilities", "uncertain"}`` of a probability vector."""
         order = np.argsort(p)[::-1]
         margin = float(p[order[0]] - p[order[1]]) if len(p) > 1 else 1.0
         return {
@@ -427,6 +453,9 @@ class EmotionModel:
             "probabilities": {label: round(float(v), 6) for label, v in zip(self.labels, p)},
             "uncertain": margin < self.card.uncertain_margin,
         }
+
+    def predict(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> dict:
+        return self.result(self.predict_proba(y, sr, name=name))
 
 
 def load_model(name_or_path: str | Path = "default", device: str = "auto") -> EmotionModel:

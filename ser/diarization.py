@@ -1,0 +1,536 @@
+"""Who spoke when: speaker turns from a recording, with two backends.
+
+``builtin`` (the default) is fully offline and uses only weights that ship inside
+registry packages:
+
+1. voice activity from silero-vad;
+2. speaker embeddings from resemblyzer's pretrained d-vector encoder, one per sliding
+   window (``window_s`` long, every ``hop_s``) inside speech;
+3. clustering of the window embeddings: spectral clustering of a pruned cosine
+   affinity with the speaker count from the eigengap (or the count you give), after a
+   check for a single speaker;
+4. resegmentation: every 10 ms speech frame takes the speaker whose centroid is most
+   similar to the windows covering it, smoothed over ``smoothing_s`` so turns do not
+   flicker.
+
+Stages 1–2 (``embed``) do not depend on the speaker count; stages 3–4 (``assign``) are
+cheap, so changing the number of speakers re-runs only those.
+
+``pyannote`` runs a pyannote.audio 4 pipeline from a local folder or a Hugging Face id
+with a token the user provides. Telemetry stays off unless ``PYANNOTE_METRICS_ENABLED``
+is set by the user.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .analysis import SpeakerTurn
+from .errors import ConfigError, ModelError
+
+FRAME_S = 0.01  # 10 ms frames for VAD regions, mel frames and resegmentation
+Progress = Callable[[str, float], None]  # (stage, fraction done)
+
+
+def _noop(stage: str, frac: float) -> None:
+    pass
+
+
+def check_speaker_counts(num_speakers: int | None, min_speakers: int | None,
+                         max_speakers: int | None) -> tuple[int | None, int, int | None]:
+    """Validate the count options; returns ``(exact, minimum, maximum)``."""
+    for name, v in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+            raise ConfigError(f"{name} must be a whole number ≥ 1 (got {v!r}).")
+    if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
+        raise ConfigError("Give either an exact number of speakers or a minimum/maximum, not both.")
+    lo = min_speakers or 1
+    if max_speakers is not None and max_speakers < lo:
+        raise ConfigError(f"max_speakers ({max_speakers}) is below min_speakers ({lo}).")
+    return num_speakers, lo, max_speakers
+
+
+class Diarizer(Protocol):
+    name: str
+
+    def settings(self) -> dict: ...
+
+    def __call__(self, y: np.ndarray, sr: int, *, num_speakers: int | None = None,
+                 min_speakers: int | None = None, max_speakers: int | None = None,
+                 progress: Progress | None = None) -> list[SpeakerTurn]: ...
+
+
+# --- builtin -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BuiltinSettings:
+    """Tuned on the six recordings of ``../shared/data/diarization`` (bench/diarization_tune.py)."""
+
+    vad_threshold: float = 0.3
+    min_speech_s: float = 0.2
+    min_silence_s: float = 0.15
+    speech_pad_s: float = 0.3
+    window_s: float = 1.0
+    hop_s: float = 0.25
+    merge_similarity: float = 0.875  # clusters whose centroids are more similar than this are one speaker
+    overcluster: int = 0  # spectral clustering starts from the eigengap count plus this many, then merges
+    min_cluster_s: float = 1.0  # a "speaker" with less speech than this joins the nearest one
+    prune: float = 0.3  # keep this fraction of the strongest affinities per row
+    max_speakers: int = 10
+    smoothing_s: float = 0.3
+    min_turn_s: float = 0.3  # shorter runs merge into their neighbours
+    max_cluster_points: int = 1500  # beyond this many windows, cluster a subsample and assign the rest
+
+
+@dataclass
+class Embeddings:
+    """The speaker-count-independent part of a builtin diarization."""
+
+    regions: np.ndarray  # (R, 2) speech regions in frames [start, end)
+    windows: np.ndarray  # (W, 2) embedding windows in frames [start, end)
+    vectors: np.ndarray  # (W, D) unit-norm embeddings
+    n_frames: int
+    duration_s: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+_VAD = None
+_ENCODER = None
+
+
+def _silero():
+    global _VAD
+    if _VAD is None:
+        import torch
+        threads = torch.get_num_threads()
+        from silero_vad import load_silero_vad  # sets torch to one thread on import
+        torch.set_num_threads(threads)
+        _VAD = load_silero_vad()
+    return _VAD
+
+
+def _resemblyzer():
+    global _ENCODER
+    if _ENCODER is None:
+        from resemblyzer import VoiceEncoder
+        _ENCODER = VoiceEncoder(device="cpu", verbose=False)
+    return _ENCODER
+
+
+def speech_regions(y: np.ndarray, sr: int, s: BuiltinSettings) -> np.ndarray:
+    """Speech regions in 10 ms frames, shape (R, 2), from silero-vad."""
+    import torch
+    from silero_vad import get_speech_timestamps
+    if sr != 16000:
+        raise ConfigError("The builtin diarizer expects 16 kHz audio (ser.audio.load_audio gives it).")
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak == 0.0:
+        return np.zeros((0, 2), dtype=np.int64)
+    with torch.inference_mode():
+        ts = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), _silero(),
+                                   sampling_rate=sr, threshold=s.vad_threshold,
+                                   min_speech_duration_ms=int(s.min_speech_s * 1000),
+                                   min_silence_duration_ms=int(s.min_silence_s * 1000),
+                                   speech_pad_ms=int(s.speech_pad_s * 1000))
+    hop = int(sr * FRAME_S)
+    return np.array([[t["start"] // hop, -(-t["end"] // hop)] for t in ts], dtype=np.int64).reshape(-1, 2)
+
+
+def _mel_frames(y: np.ndarray, sr: int, *, block_s: float = 60.0) -> np.ndarray:
+    """resemblyzer's input: 40-band power mel at 10 ms (25 ms windows), computed in blocks with torch.
+
+    Matches ``resemblyzer.audio.wav_to_mel_spectrogram`` (librosa, centred frames) but runs
+    ~5× faster and never holds more than one block's spectrum.
+    """
+    import torch
+    import librosa
+    n_fft, hop = 400, 160
+    fb = torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=40).astype(np.float32))
+    window = torch.hann_window(n_fft)
+    # volume normalisation to -30 dBFS as resemblyzer's preprocess_wav does
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) + 1e-12
+    gain = 10 ** (-30 / 20) / rms
+    n_frames = 1 + len(y) // hop
+    out = np.empty((n_frames, 40), dtype=np.float32)
+    block = int(block_s * sr) // hop * hop
+    pad = n_fft // 2
+    yp = np.pad(y.astype(np.float32, copy=False), pad, mode="constant")  # librosa ≥0.10 pads with zeros
+    for f0 in range(0, n_frames, block // hop):
+        f1 = min(n_frames, f0 + block // hop)
+        seg = torch.from_numpy(yp[f0 * hop: (f1 - 1) * hop + n_fft]) * gain
+        spec = torch.stft(seg, n_fft, hop, window=window, center=False, return_complex=True).abs().pow(2)
+        out[f0:f1] = (fb @ spec).T.numpy()[: f1 - f0]
+    return out
+
+
+def _windows_in(regions: np.ndarray, win: int, hop: int, n_frames: int) -> np.ndarray:
+    """Embedding windows (in frames) covering every speech region; short regions get one centred window."""
+    out = []
+    for a, b in regions:
+        if b - a <= win:
+            c = (a + b) // 2
+            s = int(np.clip(c - win // 2, 0, max(0, n_frames - win)))
+            out.append((s, s + win))
+            continue
+        starts = np.arange(a, b - win + 1, hop)
+        if starts[-1] + win < b:  # cover the tail
+            starts = np.append(starts, b - win)
+        out.extend((int(s), int(s) + win) for s in starts)
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(), *,
+          progress: Progress | None = None, batch: int = 256) -> Embeddings:
+    """Stages 1–2: speech regions and one embedding per window."""
+    import torch
+    progress = progress or _noop
+    s = settings
+    progress("voice activity", 0.0)
+    regions = speech_regions(y, sr, s)
+    progress("voice activity", 1.0)
+    n_frames = 1 + len(y) // int(sr * FRAME_S)
+    if len(regions) == 0:
+        return Embeddings(regions, np.zeros((0, 2), np.int64), np.zeros((0, 256), np.float32), n_frames,
+                          len(y) / sr)
+    progress("speaker embeddings", 0.0)
+    mel = _mel_frames(y, sr)
+    win, hop = int(round(s.window_s / FRAME_S)), int(round(s.hop_s / FRAME_S))
+    windows = _windows_in(regions, win, hop, len(mel))
+    enc = _resemblyzer()
+    vecs = np.empty((len(windows), 256), dtype=np.float32)
+    with torch.inference_mode():
+        for i in range(0, len(windows), batch):
+            chunk = np.stack([mel[a:b] if b <= len(mel) else np.pad(mel[a:], ((0, b - len(mel)), (0, 0)))
+                              for a, b in windows[i:i + batch]])
+            vecs[i:i + batch] = enc(torch.from_numpy(chunk)).numpy()
+            progress("speaker embeddings", min(1.0, (i + batch) / len(windows)))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
+    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr)
+
+
+def _spectral(vecs: np.ndarray, k: int | None, lo: int, hi: int, prune: float) -> np.ndarray:
+    """Spectral clustering of unit vectors; ``k`` exact, else eigengap in [lo, hi]."""
+    from sklearn.cluster import KMeans
+    n = len(vecs)
+    vals, vecs_l = _laplacian_eig(vecs, prune)
+    if k is None:
+        k = _eigengap_k(vecs, lo, hi, prune)
+    k = max(1, min(k, n))
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    U = vecs_l[:, :k]
+    U = U / (np.linalg.norm(U, axis=1, keepdims=True) + 1e-9)
+    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(U).astype(np.int64)
+
+
+def _eigengap_k(vecs: np.ndarray, lo: int, hi: int, prune: float) -> int:
+    vals, _ = _laplacian_eig(vecs, prune)
+    hi = min(hi, len(vecs) - 1)
+    lo = min(lo, hi)
+    if hi < 1:
+        return 1
+    gaps = np.diff(vals[: hi + 1])  # gaps[i] = vals[i+1] - vals[i]  → i+1 clusters
+    return int(np.argmax(gaps[lo - 1: hi]) + lo)
+
+
+def _merge_clusters(vecs: np.ndarray, labels: np.ndarray, threshold: float, lo: int, hi: int, *,
+                    min_windows: float) -> np.ndarray:
+    """Merge the two closest clusters (centroid cosine) while they are more similar than ``threshold``,
+    while there are more than ``hi``, or while one is smaller than ``min_windows``; never below ``lo``."""
+    labels = labels.copy()
+    while True:
+        ids = np.unique(labels)
+        if len(ids) <= max(lo, 1):
+            break
+        C = np.stack([vecs[labels == c].mean(0) for c in ids])
+        C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
+        S = C @ C.T
+        np.fill_diagonal(S, -np.inf)
+        sizes = np.array([(labels == c).sum() for c in ids])
+        i, j = np.unravel_index(np.argmax(S), S.shape)
+        if S[i, j] < threshold and len(ids) <= hi:
+            small = np.flatnonzero(sizes < min_windows)
+            if len(small) == 0:
+                break
+            i = small[np.argmin(sizes[small])]
+            j = int(np.argmax(S[i]))
+        labels[labels == ids[max(i, j)]] = ids[min(i, j)]
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels.astype(np.int64)
+
+
+def _laplacian_eig(vecs: np.ndarray, prune: float):
+    from scipy.linalg import eigh
+    n = len(vecs)
+    A = vecs @ vecs.T
+    np.fill_diagonal(A, 0.0)
+    keep = max(1, int(np.ceil(prune * n)))
+    if keep < n:  # row-wise pruning: keep the strongest affinities, then symmetrise
+        thr = np.partition(A, n - keep, axis=1)[:, n - keep][:, None]
+        A = np.where(A >= thr, A, 0.0)
+    A = np.maximum(A, A.T)
+    A = np.clip(A, 0.0, None)
+    d = A.sum(1)
+    d[d == 0] = 1.0
+    dm = 1.0 / np.sqrt(d)
+    L = np.eye(n) - dm[:, None] * A * dm[None, :]
+    return eigh(L)
+
+
+def _frame_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, label) runs of a label array."""
+    if len(labels) == 0:
+        return []
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(labels)]])
+    return [(int(a), int(b), int(labels[a])) for a, b in zip(starts, ends)]
+
+
+def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, num_speakers: int | None = None,
+           min_speakers: int | None = None, max_speakers: int | None = None,
+           progress: Progress | None = None) -> list[SpeakerTurn]:
+    """Stages 3–4: cluster the windows, then give every speech frame a speaker."""
+    from scipy.ndimage import uniform_filter1d
+    progress = progress or _noop
+    s = settings
+    exact, lo, hi = check_speaker_counts(num_speakers, min_speakers, max_speakers)
+    hi = hi or s.max_speakers
+    if len(emb.regions) == 0:
+        return []
+    progress("clustering", 0.0)
+    V = emb.vectors
+    rng = np.random.default_rng(0)
+    idx = np.arange(len(V)) if len(V) <= s.max_cluster_points else np.sort(
+        rng.choice(len(V), s.max_cluster_points, replace=False))
+    sub = V[idx]
+    hop_s = s.hop_s
+    if exact is not None:
+        labels = _spectral(sub, exact, 1, exact, s.prune) if len(sub) >= 2 else np.zeros(len(sub), np.int64)
+    elif len(sub) < 2:
+        labels = np.zeros(len(sub), dtype=np.int64)
+    else:
+        k0 = _eigengap_k(sub, max(lo, 2), max(hi, 2), s.prune)
+        k0 = min(len(sub), max(k0 + s.overcluster, 2))
+        labels = _spectral(sub, k0, 1, k0, s.prune)
+        labels = _merge_clusters(sub, labels, s.merge_similarity, lo, hi, min_windows=s.min_cluster_s / hop_s)
+    K = int(labels.max()) + 1
+    C = np.stack([sub[labels == c].mean(0) for c in range(K)])
+    C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
+    progress("clustering", 1.0)
+
+    # resegmentation: frame scores = mean similarity of covering windows to each centroid
+    sim = V @ C.T  # (W, K)
+    n = emb.n_frames
+    acc = np.zeros((n + 1, K), dtype=np.float64)
+    cnt = np.zeros(n + 1, dtype=np.float64)
+    a, b = np.clip(emb.windows[:, 0], 0, n), np.clip(emb.windows[:, 1], 0, n)
+    np.add.at(acc, a, sim)
+    np.add.at(acc, b, -sim)
+    np.add.at(cnt, a, 1.0)
+    np.add.at(cnt, b, -1.0)
+    acc = np.cumsum(acc, axis=0)[:n]
+    cnt = np.cumsum(cnt)[:n]
+    score = acc / np.maximum(cnt, 1e-9)[:, None]
+    smooth = max(1, int(round(s.smoothing_s / FRAME_S)))
+    turns: list[SpeakerTurn] = []
+    min_turn = int(round(s.min_turn_s / FRAME_S))
+    for ra, rb in emb.regions:
+        ra, rb = int(ra), int(min(rb, n))
+        if rb <= ra:
+            continue
+        sc = score[ra:rb]
+        if smooth > 1 and rb - ra > 1:
+            sc = uniform_filter1d(sc, size=min(smooth, rb - ra), axis=0, mode="nearest")
+        lab = sc.argmax(1)
+        runs = _frame_runs(lab)
+        # merge runs shorter than min_turn_s into the longer neighbour, repeatedly
+        while len(runs) > 1:
+            short = [i for i, (x, y_, _) in enumerate(runs) if y_ - x < min_turn]
+            if not short:
+                break
+            i = min(short, key=lambda j: runs[j][1] - runs[j][0])
+            x, y_, _ = runs[i]
+            left = runs[i - 1] if i > 0 else None
+            right = runs[i + 1] if i + 1 < len(runs) else None
+            tgt = left if right is None or (left is not None and left[1] - left[0] >= right[1] - right[0]) else right
+            if tgt is left:
+                runs[i - 1] = (left[0], y_, left[2])
+            else:
+                runs[i + 1] = (x, right[1], right[2])
+            del runs[i]
+            # join equal neighbours
+            merged: list[tuple[int, int, int]] = []
+            for r in runs:
+                if merged and merged[-1][2] == r[2]:
+                    merged[-1] = (merged[-1][0], r[1], r[2])
+                else:
+                    merged.append(r)
+            runs = merged
+        for x, y_, c in runs:
+            turns.append(SpeakerTurn(round((ra + x) * FRAME_S, 3), round((ra + y_) * FRAME_S, 3), f"SPEAKER_{c:02d}"))
+    return _tidy(turns, emb.duration_s or None)
+
+
+def _tidy(turns: list[SpeakerTurn], duration_s: float | None, join_gap_s: float = 0.05) -> list[SpeakerTurn]:
+    """Clip to the recording, join touching turns of one speaker, name speakers by first appearance."""
+    out: list[SpeakerTurn] = []
+    for t in sorted(turns, key=lambda t: t.start_s):
+        end = min(t.end_s, duration_s) if duration_s else t.end_s
+        if end <= t.start_s:
+            continue
+        if out and out[-1].speaker == t.speaker and t.start_s - out[-1].end_s <= join_gap_s:
+            out[-1] = SpeakerTurn(out[-1].start_s, max(out[-1].end_s, end), t.speaker)
+        else:
+            out.append(SpeakerTurn(t.start_s, round(end, 3), t.speaker))
+    order: dict[str, str] = {}
+    for t in out:
+        order.setdefault(t.speaker, f"SPEAKER_{len(order):02d}")
+    return [SpeakerTurn(t.start_s, t.end_s, order[t.speaker]) for t in out]
+
+
+class BuiltinDiarizer:
+    """silero-vad + resemblyzer + spectral clustering + resegmentation (offline)."""
+
+    name = "builtin"
+
+    def __init__(self, settings: BuiltinSettings | None = None, **overrides: Any):
+        base = settings or BuiltinSettings()
+        self.s = BuiltinSettings(**{**asdict(base), **overrides})
+
+    def settings(self) -> dict:
+        return {"backend": self.name, **asdict(self.s)}
+
+    def embed(self, y: np.ndarray, sr: int, *, progress: Progress | None = None) -> Embeddings:
+        return embed(y, sr, self.s, progress=progress)
+
+    def assign(self, emb: Embeddings, **counts: Any) -> list[SpeakerTurn]:
+        return assign(emb, self.s, **counts)
+
+    def __call__(self, y: np.ndarray, sr: int, *, num_speakers: int | None = None, min_speakers: int | None = None,
+                 max_speakers: int | None = None, progress: Progress | None = None) -> list[SpeakerTurn]:
+        check_speaker_counts(num_speakers, min_speakers, max_speakers)
+        emb = self.embed(y, sr, progress=progress)
+        return self.assign(emb, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
+                           progress=progress)
+
+
+# --- pyannote --------------------------------------------------------------------------
+PYANNOTE_DEFAULT = "pyannote/speaker-diarization-community-1"
+TOKEN_ENV = ("SER_HF_TOKEN", "HF_TOKEN", "HUGGINGFACE_TOKEN")
+
+
+def hf_token_from_env() -> str | None:
+    for name in TOKEN_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+class PyannoteDiarizer:
+    """A pyannote.audio 4 pipeline from a local folder (offline) or a Hugging Face id plus token.
+
+    ``source`` is a folder holding the pipeline's ``config.yaml`` (for example a git clone
+    of the model repository), a path to such a ``config.yaml``, or a Hugging Face id. A hub
+    id needs a token (``token=`` or one of $SER_HF_TOKEN / $HF_TOKEN) and network access;
+    $HF_HUB_OFFLINE is lifted only for that call.
+    """
+
+    name = "pyannote"
+
+    def __init__(self, source: str | Path | None = None, *, token: str | None = None, device: str = "auto"):
+        self.source = str(source or os.environ.get("SER_PYANNOTE_PIPELINE") or PYANNOTE_DEFAULT)
+        self.token = token or hf_token_from_env()
+        self.device = device
+        self._pipeline = None
+
+    def settings(self) -> dict:
+        return {"backend": self.name, "source": self.source, "device": self.device}
+
+    def _load(self):
+        if self._pipeline is not None:
+            return self._pipeline
+        os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+        path = Path(self.source).expanduser()
+        local = path.exists()
+        looks_local = self.source.startswith((".", "/", "~")) or self.source.count("/") != 1 or self.source.endswith(".yaml")
+        if not local and looks_local:
+            raise ModelError(f"The pyannote pipeline folder {self.source} does not exist. Point to a folder with "
+                             "the pipeline's config.yaml, or use the builtin diarizer (--diarizer builtin), "
+                             "which works offline.")
+        if local:
+            cfg = path / "config.yaml" if path.is_dir() else path
+            if not cfg.is_file():
+                raise ModelError(f"{path} has no config.yaml, so it is not a pyannote pipeline folder. "
+                                 "Clone the model repository there, or use the builtin diarizer (--diarizer builtin).")
+        elif not self.token:
+            raise ModelError(f"The pyannote pipeline {self.source} is on Hugging Face and needs an access token "
+                             f"(set ${TOKEN_ENV[0]} or enter it in the sidebar) and network access. Without them, "
+                             "use a local pipeline folder or the builtin diarizer (--diarizer builtin), "
+                             "which works offline.")
+        try:
+            from pyannote.audio import Pipeline
+        except ImportError as exc:  # pragma: no cover - pinned in requirements
+            raise ModelError(f"pyannote.audio is not installed ({exc}); use the builtin diarizer.") from exc
+        try:
+            if local:
+                pipe = Pipeline.from_pretrained(cfg)
+            else:
+                old = os.environ.pop("HF_HUB_OFFLINE", None)
+                try:
+                    pipe = Pipeline.from_pretrained(self.source, token=self.token)
+                finally:
+                    if old is not None:
+                        os.environ["HF_HUB_OFFLINE"] = old
+        except Exception as exc:  # pyannote/hub raise many types; give one clear message
+            raise ModelError(f"Could not load the pyannote pipeline {self.source}: {exc}. "
+                             "Check the folder or token, or use the builtin diarizer (--diarizer builtin).") from exc
+        if pipe is None:
+            raise ModelError(f"Could not load the pyannote pipeline {self.source} (access not granted?). "
+                             "Use the builtin diarizer (--diarizer builtin) meanwhile.")
+        from .models import pick_device
+        dev = pick_device(self.device)
+        try:
+            pipe.to(dev)
+        except Exception:  # some pipelines are CPU-only
+            pass
+        self._pipeline = pipe
+        return pipe
+
+    def __call__(self, y: np.ndarray, sr: int, *, num_speakers: int | None = None, min_speakers: int | None = None,
+                 max_speakers: int | None = None, progress: Progress | None = None) -> list[SpeakerTurn]:
+        import torch
+        progress = progress or _noop
+        check_speaker_counts(num_speakers, min_speakers, max_speakers)
+        pipe = self._load()
+        progress("pyannote", 0.0)
+        kwargs = {k: v for k, v in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
+                                    ("max_speakers", max_speakers)) if v is not None}
+        wave = {"waveform": torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None], "sample_rate": sr}
+        out = pipe(wave, **kwargs)
+        ann = getattr(out, "speaker_diarization", out)  # pyannote 4 returns an object; 3.x an Annotation
+        turns = [SpeakerTurn(round(seg.start, 3), round(seg.end, 3), str(label))
+                 for seg, _, label in ann.itertracks(yield_label=True)]
+        progress("pyannote", 1.0)
+        return sorted(turns, key=lambda t: (t.start_s, t.speaker))
+
+
+def get_diarizer(name: str = "builtin", **kwargs: Any) -> Diarizer:
+    if name == "builtin":
+        return BuiltinDiarizer(**kwargs)
+    if name == "pyannote":
+        return PyannoteDiarizer(**kwargs)
+    raise ConfigError(f"Unknown diarizer {name!r}; choose builtin or pyannote.")
+
+
+def to_annotation(turns: list[SpeakerTurn], uri: str = "audio"):
+    """pyannote.core Annotation of the turns (for scoring and RTTM)."""
+    from pyannote.core import Annotation, Segment
+    ann = Annotation(uri=uri)
+    for i, t in enumerate(turns):
+        ann[Segment(t.start_s, t.end_s), i] = t.speaker
+    return ann

@@ -1,0 +1,229 @@
+"""One analysis: audio → speaker turns → emotion per turn and per window → Analysis.
+
+    from ser.pipeline import analyze
+    a = analyze("meeting.wav", num_speakers=2)
+    a.speaker_summary()
+
+Stages are cached in a :class:`StageCache` keyed by the audio's content hash and the
+parameters each stage depends on: changing the speaker count re-runs only the cheap
+clustering; changing the emotion model or window re-runs only the emotion scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+import numpy as np
+
+from . import __version__
+from .analysis import Analysis, EmotionSegment, SpeakerTurn
+from .audio import Audio, load_audio
+from .diarization import BuiltinDiarizer, Diarizer, check_speaker_counts, get_diarizer
+from .errors import ConfigError
+
+Progress = Callable[[str, float], None]
+
+DEFAULT_WINDOW_S = 2.0
+DEFAULT_HOP_S = 1.0
+
+
+def _noop(stage: str, frac: float) -> None:
+    pass
+
+
+class StageCache:
+    """A small LRU of stage results (embeddings, turns, window scores) per process."""
+
+    def __init__(self, max_items: int = 32):
+        self.max_items = max_items
+        self._d: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits: dict[str, int] = {}
+        self.misses: dict[str, int] = {}
+
+    def get_or_compute(self, stage: str, key: Hashable, fn: Callable[[], Any]) -> Any:
+        k = (stage, key)
+        if k in self._d:
+            self._d.move_to_end(k)
+            self.hits[stage] = self.hits.get(stage, 0) + 1
+            return self._d[k]
+        self.misses[stage] = self.misses.get(stage, 0) + 1
+        value = fn()
+        self._d[k] = value
+        while len(self._d) > self.max_items:
+            self._d.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+DEFAULT_CACHE = StageCache()
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int  # samples
+    end: int
+    turn: int  # index into turns
+
+
+def plan_windows(turns: list[SpeakerTurn], sr: int, window_s: float, hop_s: float,
+                 n_samples: int) -> list[_Window]:
+    """Windows to score: a turn up to 1.5 × ``window_s`` is one window; a longer turn is covered
+    by ``window_s`` windows every ``hop_s``, the last one aligned to the turn's end."""
+    win, hop = int(round(window_s * sr)), int(round(hop_s * sr))
+    out = []
+    for i, t in enumerate(turns):
+        a, b = int(round(t.start_s * sr)), min(n_samples, int(round(t.end_s * sr)))
+        if b - a <= 1.5 * win:
+            out.append(_Window(a, b, i))
+            continue
+        starts = list(range(a, b - win + 1, hop))
+        if starts[-1] + win < b:
+            starts.append(b - win)
+        out.extend(_Window(s, s + win, i) for s in starts)
+    return out
+
+
+def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: Any = "default",
+            num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
+            window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
+            progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
+            name: str | None = None) -> Analysis:
+    """Analyse one recording.
+
+    ``audio``: an :class:`~ser.audio.Audio` or anything ``load_audio`` takes (path, bytes,
+    file object). ``diarizer``: "builtin", "pyannote" or a Diarizer. ``model``: an
+    EmotionModel or a model name/folder. ``window_s``/``hop_s``: the sliding windows that
+    score long turns. ``progress(stage, fraction)`` is called as stages advance.
+
+    Turns shorter than the model's minimum duration keep their speaker but get no emotion
+    (listed in ``provenance["unscored_turns"]``). A recording without speech gives an
+    Analysis with no turns and ``provenance["no_speech"] = True``.
+    """
+    from .models import EmotionModel, load_model
+
+    progress = progress or _noop
+    cache = cache or StageCache(max_items=8)
+    if not (0.5 <= window_s <= 30.0):
+        raise ConfigError(f"window_s must be between 0.5 and 30 seconds (got {window_s}).")
+    if not (0.1 <= hop_s <= window_s):
+        raise ConfigError(f"hop_s must be between 0.1 s and window_s ({window_s} s); got {hop_s}.")
+    check_speaker_counts(num_speakers, min_speakers, max_speakers)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    progress("decoding", 0.0)
+    t0 = time.perf_counter()
+    if not isinstance(audio, Audio):
+        audio = load_audio(audio, name=name)
+    y, sr = audio.y, audio.sr
+    digest = audio.content_hash()
+    timings["decode_s"] = time.perf_counter() - t0
+    progress("decoding", 1.0)
+
+    dia = get_diarizer(diarizer) if isinstance(diarizer, str) else diarizer
+    dia_settings = dia.settings()
+    counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+    t0 = time.perf_counter()
+    if isinstance(dia, BuiltinDiarizer):
+        emb = cache.get_or_compute("embeddings", (digest, _key(dia_settings)),
+                                   lambda: dia.embed(y, sr, progress=progress))
+        turns = cache.get_or_compute("turns", (digest, _key(dia_settings), _key(counts)),
+                                     lambda: dia.assign(emb, progress=progress, **counts))
+    else:
+        turns = cache.get_or_compute("turns", (digest, _key(dia_settings), _key(counts)),
+                                     lambda: dia(y, sr, progress=progress, **counts))
+    timings["diarization_s"] = time.perf_counter() - t0
+
+    em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
+    model_key = (str(em.path), em.id, _key(em.card.to_dict()))
+    t0 = time.perf_counter()
+    windows = plan_windows(turns, sr, window_s, hop_s, len(y))
+
+    def score() -> np.ndarray:
+        progress("emotion", 0.0)
+        probs = np.full((len(windows), len(em.labels)), np.nan, dtype=np.float32)
+        step = 256
+        for i in range(0, len(windows), step):
+            chunk = windows[i:i + step]
+            probs[i:i + step] = em.predict_proba_batch([y[w.start:w.end] for w in chunk], sr)
+            progress("emotion", min(1.0, (i + step) / max(1, len(windows))))
+        return probs
+
+    turns_key = _key([(t.start_s, t.end_s, t.speaker) for t in turns])
+    probs = cache.get_or_compute("emotion", (digest, model_key, window_s, hop_s, turns_key), score)
+    timings["emotion_s"] = time.perf_counter() - t0
+
+    segments, window_segs, unscored = [], [], []
+    by_turn: dict[int, list[int]] = {}
+    for j, w in enumerate(windows):
+        by_turn.setdefault(w.turn, []).append(j)
+    for i, t in enumerate(turns):
+        rows = [j for j in by_turn.get(i, []) if not np.isnan(probs[j]).any()]
+        if not rows:
+            unscored.append(i)
+            continue
+        weights = np.array([windows[j].end - windows[j].start for j in rows], dtype=np.float64)
+        p = (probs[rows] * weights[:, None]).sum(0) / weights.sum()
+        segments.append(_segment(em, t.start_s, t.end_s, t.speaker, p, "turn"))
+        for j in rows:
+            w = windows[j]
+            window_segs.append(_segment(em, round(w.start / sr, 3), round(w.end / sr, 3), t.speaker, probs[j],
+                                        "window"))
+    progress("done", 1.0)
+    provenance = {
+        "ser_version": __version__,
+        "model": {"id": em.id, "name": em.card.name, "architecture": em.card.architecture,
+                  "label_set": em.card.label_set, "temperature": em.card.temperature,
+                  "uncertain_margin": em.card.uncertain_margin, "path": str(em.path) if em.path else None,
+                  "device": str(em.device)},
+        "diarizer": dia_settings,
+        "speaker_counts": counts,
+        "window_s": window_s, "hop_s": hop_s,
+        "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
+                  "source_channels": audio.source_channels, "codec": audio.codec},
+        "no_speech": len(turns) == 0,
+        "unscored_turns": unscored,
+        "min_turn_s_scored": em.card.min_duration_s,
+        "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
+                      "total_s": round(time.perf_counter() - t_start, 3)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
+                    labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
+                    provenance=provenance)
+
+
+def _segment(em: Any, start: float, end: float, speaker: str, p: np.ndarray, kind: str) -> EmotionSegment:
+    r = em.result(np.asarray(p, dtype=np.float64))
+    return EmotionSegment(start_s=start, end_s=end, speaker=speaker, emotion=r["emotion"],
+                          probabilities=r["probabilities"], uncertain=r["uncertain"], kind=kind)
+
+
+def relabel(a: Analysis, label_set: str) -> Analysis:
+    """The same analysis with probabilities carried into another label set (8 → 7, 4, valence)."""
+    from .labels import get_label_set, map_probabilities
+
+    labels = list(get_label_set(label_set).labels)
+
+    def conv(s: EmotionSegment) -> EmotionSegment:
+        p = map_probabilities(s.probabilities, label_set)
+        order = sorted(p, key=p.get, reverse=True)
+        margin = p[order[0]] - (p[order[1]] if len(order) > 1 else 0.0)
+        thr = a.provenance.get("model", {}).get("uncertain_margin", 0.0)
+        return EmotionSegment(s.start_s, s.end_s, s.speaker, order[0], {k: round(v, 6) for k, v in p.items()},
+                              margin < thr, s.kind)
+
+    prov = {**a.provenance, "label_set": label_set}
+    return Analysis(a.name, a.duration_s, labels, list(a.turns), [conv(s) for s in a.segments],
+                    [conv(s) for s in a.windows], prov)
