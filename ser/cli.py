@@ -154,6 +154,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     files = expand_inputs(args.files)
     if not files:
         raise SERError("No audio files found.")
+    import os
+
+    threads = args.threads or int(os.environ.get("SER_THREADS", "0") or 0)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if args.diarizer == "pyannote":
         diarizer = get_diarizer("pyannote", source=args.pyannote, device=args.device)
     else:
@@ -246,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--window", type=float, default=2.0, help="emotion window length in seconds (default 2)")
     an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
     an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    an.add_argument("--threads", type=int, help="torch CPU threads (default: all cores; or $SER_THREADS)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=cmd_analyze)
     return p

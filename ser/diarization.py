@@ -121,21 +121,51 @@ def _resemblyzer():
     return _ENCODER
 
 
+def _speech_probs(y: np.ndarray, model, *, stream_s: float = 60.0, warm_chunks: int = 16) -> list[float]:
+    """silero-vad speech probability per 32 ms chunk.
+
+    silero scores 512-sample chunks one after another (its state carries context). A
+    long recording is cut into ``stream_s`` streams scored side by side as one batch, each
+    warmed up on the half second before it, which is several times faster than one
+    stream and agrees with it on ~99 % of frames.
+    """
+    import torch
+    W = 512
+    n = -(-len(y) // W)
+    per = max(1, int(stream_s * 16000) // W)
+    S = -(-n // per)
+    warm = warm_chunks if S > 1 else 0
+    yp = np.zeros(S * per * W, np.float32)
+    yp[: len(y)] = y
+    ch = yp.reshape(S, per, W)
+    X = np.empty((S, warm + per, W), np.float32)
+    X[:, warm:] = ch
+    if warm:
+        X[0, :warm] = 0.0
+        X[1:, :warm] = ch[:-1, per - warm:]
+    X = torch.from_numpy(X)
+    out = np.empty((S, warm + per), np.float32)
+    model.reset_states()
+    with torch.inference_mode():
+        for i in range(warm + per):
+            out[:, i] = model(X[:, i], 16000).reshape(-1).numpy()
+    model.reset_states()
+    return out[:, warm:].reshape(-1)[:n].tolist()
+
+
 def speech_regions(y: np.ndarray, sr: int, s: BuiltinSettings) -> np.ndarray:
     """Speech regions in 10 ms frames, shape (R, 2), from silero-vad."""
-    import torch
-    from silero_vad import get_speech_timestamps
+    from silero_vad.utils_vad import get_speech_timestamps_from_probs
     if sr != 16000:
         raise ConfigError("The builtin diarizer expects 16 kHz audio (ser.audio.load_audio gives it).")
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if peak == 0.0:
         return np.zeros((0, 2), dtype=np.int64)
-    with torch.inference_mode():
-        ts = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), _silero(),
-                                   sampling_rate=sr, threshold=s.vad_threshold,
-                                   min_speech_duration_ms=int(s.min_speech_s * 1000),
-                                   min_silence_duration_ms=int(s.min_silence_s * 1000),
-                                   speech_pad_ms=int(s.speech_pad_s * 1000))
+    probs = _speech_probs(np.ascontiguousarray(y, dtype=np.float32), _silero())
+    ts = get_speech_timestamps_from_probs(probs, sampling_rate=sr, threshold=s.vad_threshold,
+                                          min_speech_duration_ms=int(s.min_speech_s * 1000),
+                                          min_silence_duration_ms=int(s.min_silence_s * 1000),
+                                          speech_pad_ms=int(s.speech_pad_s * 1000), audio_length_samples=len(y))
     hop = int(sr * FRAME_S)
     return np.array([[t["start"] // hop, -(-t["end"] // hop)] for t in ts], dtype=np.int64).reshape(-1, 2)
 
@@ -212,24 +242,23 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
     return Embeddings(regions, windows, vecs, n_frames, len(y) / sr)
 
 
-def _spectral(vecs: np.ndarray, k: int | None, lo: int, hi: int, prune: float) -> np.ndarray:
-    """Spectral clustering of unit vectors; ``k`` exact, else eigengap in [lo, hi]."""
+def _spectral(vecs: np.ndarray, k: int, prune: float, eig: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Spectral clustering of unit vectors into ``k`` clusters (k-means on the first k eigenvectors)."""
     from sklearn.cluster import KMeans
     n = len(vecs)
-    vals, vecs_l = _laplacian_eig(vecs, prune)
-    if k is None:
-        k = _eigengap_k(vecs, lo, hi, prune)
     k = max(1, min(k, n))
     if k == 1:
         return np.zeros(n, dtype=np.int64)
-    U = vecs_l[:, :k]
+    if eig is None or eig[1].shape[1] < k:
+        eig = _laplacian_eig(vecs, prune, k)
+    U = eig[1][:, :k]
     U = U / (np.linalg.norm(U, axis=1, keepdims=True) + 1e-9)
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(U).astype(np.int64)
 
 
-def _eigengap_k(vecs: np.ndarray, lo: int, hi: int, prune: float) -> int:
-    vals, _ = _laplacian_eig(vecs, prune)
-    hi = min(hi, len(vecs) - 1)
+def _eigengap_k(vals: np.ndarray, lo: int, hi: int) -> int:
+    """The count in [lo, hi] after which the Laplacian's eigenvalues jump the most."""
+    hi = min(hi, len(vals) - 1)
     lo = min(lo, hi)
     if hi < 1:
         return 1
@@ -263,7 +292,8 @@ def _merge_clusters(vecs: np.ndarray, labels: np.ndarray, threshold: float, lo: 
     return labels.astype(np.int64)
 
 
-def _laplacian_eig(vecs: np.ndarray, prune: float):
+def _laplacian_eig(vecs: np.ndarray, prune: float, m: int):
+    """The ``m`` smallest eigenpairs of the normalised Laplacian of the pruned cosine affinity."""
     from scipy.linalg import eigh
     n = len(vecs)
     A = vecs @ vecs.T
@@ -278,7 +308,8 @@ def _laplacian_eig(vecs: np.ndarray, prune: float):
     d[d == 0] = 1.0
     dm = 1.0 / np.sqrt(d)
     L = np.eye(n) - dm[:, None] * A * dm[None, :]
-    return eigh(L)
+    m = max(1, min(m, n))
+    return eigh(L, subset_by_index=[0, m - 1], driver="evr")
 
 
 def _frame_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -310,13 +341,15 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
     sub = V[idx]
     hop_s = s.hop_s
     if exact is not None:
-        labels = _spectral(sub, exact, 1, exact, s.prune) if len(sub) >= 2 else np.zeros(len(sub), np.int64)
+        labels = _spectral(sub, exact, s.prune) if len(sub) >= 2 else np.zeros(len(sub), np.int64)
     elif len(sub) < 2:
         labels = np.zeros(len(sub), dtype=np.int64)
     else:
-        k0 = _eigengap_k(sub, max(lo, 2), max(hi, 2), s.prune)
+        hi2 = max(hi, 2)
+        eig = _laplacian_eig(sub, s.prune, hi2 + s.overcluster + 1)
+        k0 = _eigengap_k(eig[0], max(lo, 2), hi2)
         k0 = min(len(sub), max(k0 + s.overcluster, 2))
-        labels = _spectral(sub, k0, 1, k0, s.prune)
+        labels = _spectral(sub, k0, s.prune, eig)
         labels = _merge_clusters(sub, labels, s.merge_similarity, lo, hi, min_windows=s.min_cluster_s / hop_s)
     K = int(labels.max()) + 1
     C = np.stack([sub[labels == c].mean(0) for c in range(K)])
