@@ -78,10 +78,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .train import load_config, stderr_log
+    from .tune import run_tuning
+
+    base = load_config(args.config, arch=args.arch, epochs=args.epochs, patience=args.patience, folds=args.folds,
+                       seed=args.seed, label_set=args.label_set, threads=args.threads)
+    r = run_tuning(args.data, args.corpus, base, trials=args.trials, study_path=args.study, study_name=args.name,
+                   out_config=args.out, timeout_s=args.timeout, log=stderr_log)
+    print(json.dumps(r))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, format_report
     from .plots import save_confusion_png
 
+    if args.report:
+        from .report import report, to_markdown
+
+        rep = report(args.report)
+        md = to_markdown(rep)
+        if args.out:
+            out = Path(args.out)
+            if out.suffix.lower() == ".md":
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(md, encoding="utf-8")
+                out.with_suffix(".json").write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
+                print(f"wrote {out} and {out.with_suffix('.json')}")
+                return 0
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.md").write_text(md, encoding="utf-8")
+            (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
+        print(md)
+        return 0
+    if not args.data:
+        raise SERError("ser evaluate needs --data (a labelled corpus), or --report RUN_DIR... for the "
+                       "cross-validation report.")
     report = evaluate_model(args.model, args.data, args.corpus, speakers=args.speakers, device=args.device,
                             progress=None if args.quiet else _progress_bar("evaluate"))
     print(format_report(report))
@@ -220,13 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
 
+    tu = sub.add_parser("tune", help="Optuna search of training options; objective: speaker-grouped CV UAR")
+    tu.add_argument("--data", required=True, help="corpus folder (or manifest/CSV file for dusha/csv)")
+    tu.add_argument("--corpus", default="ravdess")
+    tu.add_argument("--trials", type=int, default=20, help="total trials in the study (resumes up to this many)")
+    tu.add_argument("--study", default="runs/tune.sqlite", help="SQLite file holding the study (resumable)")
+    tu.add_argument("--name", default="ser", help="study name inside that file")
+    tu.add_argument("--out", default="configs/tuned.json", help="where the best configuration is written")
+    tu.add_argument("--config", help="base TrainConfig JSON (the search varies learning rate, weight decay, "
+                                     "label smoothing, mixup, crop, noise, gain, pitch and batch size)")
+    tu.add_argument("--arch")
+    tu.add_argument("--label-set")
+    tu.add_argument("--epochs", type=int)
+    tu.add_argument("--patience", type=int)
+    tu.add_argument("--folds", type=int)
+    tu.add_argument("--seed", type=int)
+    tu.add_argument("--threads", type=int)
+    tu.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    tu.set_defaults(func=cmd_tune)
+
     ev = sub.add_parser("evaluate", help="score a model on a labelled corpus (UAR, accuracy, macro-F1, confusion)")
     ev.add_argument("--model", default="default")
-    ev.add_argument("--data", required=True)
+    ev.add_argument("--data", help="labelled corpus folder to score the model on")
+    ev.add_argument("--report", nargs="+", metavar="RUN_DIR",
+                    help="instead: compare cross-validated runs (model folders from `ser train`) by label set "
+                         "and gender; --out FILE.md writes it")
     ev.add_argument("--corpus", default="ravdess")
     ev.add_argument("--speakers", nargs="*", help="only these speaker ids (e.g. 21 22 23 24 for RAVDESS actors)")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ev.add_argument("--out", help="folder for metrics.json and confusion.png")
+    ev.add_argument("--out", help="folder for metrics.json and confusion.png (or the report's .md file)")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
