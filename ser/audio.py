@@ -224,6 +224,22 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+_WAV_UNKNOWN_SIZE = 0x7FFFF000  # placeholders written by streaming writers: 0x7FFFFFFF, 0xFFFFFFFF
+
+
+def _wav_streamed(data: bytes) -> bool:
+    """A RIFF/WAVE header whose ``data`` size is a placeholder (the writer did not know the length)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return False
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, chunk_size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk_id == b"data":
+            return chunk_size == 0 or chunk_size >= _WAV_UNKNOWN_SIZE
+        pos += 8 + chunk_size + (chunk_size & 1)
+    return False
+
+
 def _wav_missing_bytes(data: bytes, size: int) -> int:
     """For a RIFF/WAVE file, how many bytes of the ``data`` chunk its header promises
     but the file lacks (0 when complete, streamed with an unknown size, or not WAV)."""
@@ -233,7 +249,7 @@ def _wav_missing_bytes(data: bytes, size: int) -> int:
     while pos + 8 <= len(data):
         chunk_id, chunk_size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
         if chunk_id == b"data":
-            if chunk_size in (0, 0xFFFFFFFF):  # written by a streaming recorder: size unknown
+            if chunk_size == 0 or chunk_size >= _WAV_UNKNOWN_SIZE:  # streamed (espeak-ng, ffmpeg pipes): size unknown
                 return 0
             return max(0, chunk_size - (size - pos - 8))
         pos += 8 + chunk_size + (chunk_size & 1)
@@ -312,7 +328,7 @@ def _decode_soundfile(src: _Source, label: str, sr: int, limits: AudioLimits) ->
             resampler.push(block)
         codec = f"{f.format}/{f.subtype}".lower()
     missing = _wav_missing_bytes(src.head(), src.size)
-    if (frames > 0 and read < frames) or missing:
+    if (frames > 0 and read < frames and not _wav_streamed(src.head())) or missing:
         if missing:
             frames = read + missing // _bytes_per_frame(codec, channels)
         raise AudioError(

@@ -141,15 +141,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".mp4", ".aiff", ".aif"}
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Files, folders (their audio files, recursively) and glob patterns, in order, without repeats."""
+def expand_inputs(items: list[str]) -> tuple[list[Path], dict[Path, Path]]:
+    """Files, folders (their audio files, recursively) and glob patterns, in order, without repeats.
+    Also returns, for files found in a folder, that folder (outputs mirror the subfolders)."""
     import glob
 
     out: list[Path] = []
+    roots: dict[Path, Path] = {}
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTS))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+            out.extend(found)
+            roots.update({f: p for f in found})
         elif any(c in item for c in "*?[") and not p.exists():
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
             if not matches:
@@ -158,7 +162,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
         else:
             out.append(p)
     seen: set[Path] = set()
-    return [f for f in out if not (f in seen or seen.add(f))]
+    return [f for f in out if not (f in seen or seen.add(f))], roots
 
 
 def _stage_bar(name: str):
@@ -175,52 +179,69 @@ def _stage_bar(name: str):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .diarization import get_diarizer
-    from .exports import FORMATS, export
+    import os
+
+    from .batch import BatchOptions, analyze_file, is_done, output_stem, run_batch
+    from .diarization import check_speaker_counts
+    from .exports import FORMATS
     from .models import load_model
-    from .pipeline import analyze, relabel
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise SERError(f"Unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}.")
-    files = expand_inputs(args.files)
+    check_speaker_counts(args.speakers, args.min_speakers, args.max_speakers)
+    if args.jobs < 1:
+        raise SERError("--jobs must be at least 1.")
+    files, roots = expand_inputs(args.files)
     if not files:
         raise SERError("No audio files found.")
-    import os
-
-    threads = args.threads or int(os.environ.get("SER_THREADS", "0") or 0)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if args.diarizer == "pyannote":
-        diarizer = get_diarizer("pyannote", source=args.pyannote, device=args.device)
-    else:
-        diarizer = get_diarizer("builtin")
-    model = load_model(args.model, device=args.device)
+    opts = BatchOptions(formats=tuple(formats), model=args.model, device=args.device, diarizer=args.diarizer,
+                        pyannote=args.pyannote, num_speakers=args.speakers, min_speakers=args.min_speakers,
+                        max_speakers=args.max_speakers, window_s=args.window, hop_s=args.hop,
+                        label_set=args.label_set, threads=args.threads or int(os.environ.get("SER_THREADS", "0") or 0))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for file in files:
-        bar, update = _stage_bar(file.name)
+    load_model(args.model, device=args.device)  # a missing or broken model fails once, before any file
+    if args.force:
+        for f in files:
+            (out / f"{output_stem(f, roots.get(f))}.json").unlink(missing_ok=True)
+    if len(files) == 1:  # one file: a stage-by-stage progress bar, no summary file
+        stem = output_stem(files[0], roots.get(files[0]))
+        if is_done(out / f"{stem}.json", opts):
+            print(f"{files[0]}: already analysed with these options -> {out / (stem + '.json')} (--force redoes it)")
+            return 0
+        bar, update = _stage_bar(files[0].name)
         try:
-            a = analyze(file, diarizer=diarizer, model=model, num_speakers=args.speakers,
-                        min_speakers=args.min_speakers, max_speakers=args.max_speakers, window_s=args.window,
-                        hop_s=args.hop, progress=None if args.quiet else update, name=file.name)
-            if args.label_set and args.label_set != model.card.label_set:
-                a = relabel(a, args.label_set)
-            paths = export(a, out, formats, stem=file.stem)
-        except SERError as exc:
-            failed += 1
-            print(f"ser analyze: {file}: {exc}", file=sys.stderr)
-            continue
+            row = analyze_file(files[0], out, opts, stem=stem, progress=None if args.quiet else update)
         finally:
             bar.close()
-        summary = "no speech found" if a.provenance.get("no_speech") else (
-            f"{len(a.speakers)} speaker(s), {len(a.turns)} turn(s)")
-        print(f"{file}: {summary} -> {', '.join(str(p) for p in paths.values())}", flush=True)
-    return 1 if failed else 0
+        if row["status"] == "error":
+            print(f"ser analyze: {files[0]}: {row['error']}", file=sys.stderr)
+            return 1
+        summary = "no speech found" if row["status"] == "no speech" else (
+            f"{row['speakers']} speaker(s), {row['turns']} turn(s)")
+        print(f"{files[0]}: {summary} -> {', '.join(str(out / n) for n in row['outputs'].split(';'))}", flush=True)
+        return 0
+    r = run_batch(files, out, opts, jobs=args.jobs, roots=roots, show_progress=not args.quiet,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"{r['done']} analysed, {r['skipped']} already done, {r['failed']} failed; summary: {r['summary']}",
+          flush=True)
+    return 1 if r["failed"] else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .api import APISettings, serve
+
+    s = APISettings.from_env()
+    for k in ("model", "device", "workers", "queue", "max_upload_mb"):
+        v = getattr(args, k)
+        if v is not None:
+            setattr(s, k, v)
+    from .models import load_model
+
+    load_model(s.model, device=s.device)  # fail before listening if the model is missing
+    serve(args.host, args.port, s)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,10 +328,23 @@ def build_parser() -> argparse.ArgumentParser:
                                          "valence2")
     an.add_argument("--window", type=float, default=2.0, help="emotion window length in seconds (default 2)")
     an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
-    an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    an.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
+                    help="where the emotion model runs (default cpu; auto picks CUDA when present)")
     an.add_argument("--threads", type=int, help="torch CPU threads (default: all cores; or $SER_THREADS)")
+    an.add_argument("--jobs", type=int, default=1, help="files analysed in parallel processes (default 1)")
+    an.add_argument("--force", action="store_true", help="redo files already analysed with the same options")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=cmd_analyze)
+    sv = sub.add_parser("serve", help="the REST API: POST /v1/classify, /v1/analyze; GET /v1/models, /healthz")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--model", help="model name or folder (default $SER_API_MODEL or default)")
+    sv.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sv.add_argument("--workers", type=int, help="analyses run at once (default: CPU cores)")
+    sv.add_argument("--queue", type=int, help="requests allowed to wait for a worker (default 2 × workers); "
+                                                "beyond that: 429 with Retry-After")
+    sv.add_argument("--max-upload-mb", type=float, help="upload size limit (default 50)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -56,3 +56,22 @@ def _encode_pyav(data: np.ndarray, sr: int, fmt: str, channels: int) -> bytes:
 def write(path: Path, y: np.ndarray, sr: int, fmt: str, **kw) -> Path:
     path.write_bytes(encode(y, sr, fmt, **kw))
     return path
+
+
+def speak(text: str, voice: str = "en-us+m3", *, pitch: int = 50, speed: int = 150, sr: int = 16_000) -> np.ndarray:
+    """Real synthesised speech from espeak-ng (installed by scripts/setup.sh), as mono float32 at ``sr``.
+
+    Silero-VAD detects it as speech and resemblyzer tells the voices apart, which tones cannot do.
+    """
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (scripts/setup.sh installs it from Debian)")
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "--stdout", text],
+                         capture_output=True, check=True).stdout
+    from ser.audio import load_audio
+
+    return load_audio(wav, sr=sr).y

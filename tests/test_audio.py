@@ -170,3 +170,17 @@ def test_text_mode_file(tmp_path):
 
 def test_default_maximum_is_two_hours():
     assert AudioLimits().max_duration_s == 7200
+
+
+@pytest.mark.parametrize("placeholder", [0x7FFFFFFF, 0xFFFFFFFF])
+def test_streamed_wav_with_unknown_length_is_accepted(placeholder):
+    """espeak-ng --stdout and ffmpeg pipes write a placeholder length; that is not truncation."""
+    data = bytearray(encode(tone(1.5), 16_000, "wav"))
+    pos = data.index(b"data")
+    data[pos + 4:pos + 8] = placeholder.to_bytes(4, "little")
+    data[4:8] = (0xFFFFFFFF).to_bytes(4, "little")
+    audio = load_audio(bytes(data))
+    assert audio.duration_s == pytest.approx(1.5, abs=0.01)
+    # a real cut is still reported
+    with pytest.raises(AudioError, match="truncated"):
+        load_audio(encode(tone(1.5), 16_000, "wav")[:20000])

@@ -161,7 +161,7 @@ def test_cli_analyze_writes_every_format_and_reports_bad_files(tmp_path, tiny_mo
     assert r.returncode == 1, r.stderr  # one bad file
     assert "Traceback" not in r.stderr and "broken.wav" in r.stderr
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["talk.TextGrid", "talk.csv", "talk.eaf", "talk.json", "talk.rttm", "talk.txt"]
+    assert names == ["summary.csv", "talk.TextGrid", "talk.csv", "talk.eaf", "talk.json", "talk.rttm", "talk.txt"]
     d = json.loads((out / "talk.json").read_text())
     assert d["schema"] == "ser.analysis/1" and d["provenance"]["speaker_counts"]["num_speakers"] == 1
     r = _ser("analyze", folder / "talk.flac", "--format", "pdf", "--out", out)

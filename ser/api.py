@@ -1,0 +1,280 @@
+"""The REST API (``ser serve``): the students' ``{"emotion", "probabilities"}`` service, done properly.
+
+    POST /v1/classify   one clip (multipart field ``file``) → {"emotion", "probabilities", "uncertain", "model"}
+    POST /v1/analyze    a recording → the full Analysis JSON (schema ser.analysis/1)
+    GET  /v1/models     the available models and their cards' key figures
+    GET  /healthz       liveness, the loaded model, the worker pool's load
+
+Bad input is a 4xx JSON error ``{"error": {"type", "message"}}``, never a 500: 400 for
+audio or parameters the library rejects, 401 for a missing/wrong API key, 413 for an
+upload over the limit, 422 for a malformed request. CPU-heavy work runs in a bounded
+thread pool off the event loop; when all workers are busy and the waiting room is full
+the API answers 429 with ``Retry-After`` instead of queueing without bound.
+
+Settings (environment): SER_API_KEY (require ``X-API-Key``), SER_API_MODEL (default
+"default"), SER_API_DEVICE ("auto"), SER_API_WORKERS (default: CPU cores),
+SER_API_QUEUE (requests allowed to wait, default 2 × workers), SER_API_MAX_UPLOAD_MB (50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .errors import AudioError, ConfigError, DataError, ModelError, SERError
+
+
+@dataclass
+class APISettings:
+    model: str = "default"
+    device: str = "auto"
+    api_key: str | None = None
+    workers: int = max(1, os.cpu_count() or 1)
+    queue: int | None = None  # default 2 × workers
+    max_upload_mb: float = 50.0
+    retry_after_s: int = 2
+
+    @classmethod
+    def from_env(cls) -> "APISettings":
+        env = os.environ
+        return cls(model=env.get("SER_API_MODEL", "default"), device=env.get("SER_API_DEVICE", "auto"),
+                   api_key=env.get("SER_API_KEY") or None,
+                   workers=int(env.get("SER_API_WORKERS", 0) or max(1, os.cpu_count() or 1)),
+                   queue=int(env["SER_API_QUEUE"]) if env.get("SER_API_QUEUE") else None,
+                   max_upload_mb=float(env.get("SER_API_MAX_UPLOAD_MB", 50)))
+
+
+class ClassifyResult(BaseModel):
+    emotion: str = Field(description="the most probable emotion")
+    probabilities: dict[str, float] = Field(description="every label of the model, summing to 1")
+    uncertain: bool = Field(description="no emotion clearly leads (the model card's margin)")
+    model: str = Field(description="model id")
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class APIError(Exception):
+    def __init__(self, status: int, type_: str, message: str, headers: dict | None = None):
+        self.status, self.type, self.message, self.headers = status, type_, message, headers or {}
+
+
+def _error(status: int, type_: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
+
+
+class _Gate:
+    """At most ``workers`` running plus ``queue`` waiting; beyond that, refuse."""
+
+    def __init__(self, workers: int, queue: int):
+        self.capacity = workers + queue
+        self.inflight = 0
+        self.lock = threading.Lock()
+
+    def try_enter(self) -> bool:
+        with self.lock:
+            if self.inflight >= self.capacity:
+                return False
+            self.inflight += 1
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.inflight -= 1
+
+
+ERRORS = {400: {"model": ErrorResponse, "description": "audio or parameters rejected"},
+          401: {"model": ErrorResponse, "description": "API key missing or wrong"},
+          413: {"model": ErrorResponse, "description": "upload over the size limit"},
+          422: {"model": ErrorResponse, "description": "malformed request"},
+          429: {"model": ErrorResponse, "description": "busy; retry after the Retry-After header"}}
+
+
+def create_app(settings: APISettings | None = None) -> FastAPI:
+    s = settings or APISettings.from_env()
+    queue = s.queue if s.queue is not None else 2 * s.workers
+    pool = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="ser-api")
+    gate = _Gate(s.workers, queue)
+    max_bytes = int(s.max_upload_mb * 1024 * 1024)
+    state: dict[str, Any] = {}
+    model_lock = threading.Lock()
+
+    app = FastAPI(title="ser — speech emotion recognition API", version=__version__,
+                  description="POST audio, get emotions. Errors are JSON: {\"error\": {\"type\", \"message\"}}.")
+
+    def get_model():
+        with model_lock:
+            if "model" not in state:
+                from .models import load_model
+                state["model"] = load_model(s.model, device=s.device)
+            return state["model"]
+
+    @app.exception_handler(APIError)
+    async def _api_error(_req: Request, exc: APIError):
+        return _error(exc.status, exc.type, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query"))
+            parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+        return _error(422, "invalid_request", "; ".join(parts) or "malformed request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception):  # a bug: say so without a traceback
+        return _error(500, "internal_error", f"Unexpected {type(exc).__name__}; please report it.")
+
+    def check_key(request: Request) -> None:
+        if s.api_key:
+            given = request.headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode(), s.api_key.encode()):
+                raise APIError(401, "unauthorized", "Missing or wrong X-API-Key header.")
+
+    async def read_upload(request: Request, file: UploadFile) -> bytes:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
+            raise APIError(413, "too_large", f"The upload is over the {s.max_upload_mb:g} MB limit.")
+        chunks, total = [], 0
+        while True:
+            chunk = await file.read(1024 * 1024)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise APIError(413, "too_large", f"The upload is over the {s.max_upload_mb:g} MB limit.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def run_limited(fn, *args):
+        if not gate.try_enter():
+            raise APIError(429, "busy", "All workers are busy; retry shortly.",
+                           {"Retry-After": str(s.retry_after_s)})
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except (AudioError, ConfigError, DataError) as exc:
+            raise APIError(400, type(exc).__name__.replace("Error", "").lower() + "_error", str(exc))
+        except ModelError as exc:
+            raise APIError(503, "model_error", str(exc))
+        except SERError as exc:
+            raise APIError(400, "bad_request", str(exc))
+        finally:
+            gate.leave()
+
+    def _classify(data: bytes, name: str) -> dict:
+        from .audio import AudioLimits, load_audio
+        m = get_model()
+        audio = load_audio(data, name=name, limits=AudioLimits(min_duration_s=m.card.min_duration_s,
+                                                              max_duration_s=600.0, max_bytes=max_bytes))
+        return {**m.predict(audio.y, audio.sr, name=name), "model": m.id}
+
+    def _analyze(data: bytes, name: str, params: dict) -> dict:
+        from .audio import AudioLimits, load_audio
+        from .pipeline import analyze, relabel
+        m = get_model()
+        audio = load_audio(data, name=name, limits=AudioLimits(max_bytes=max_bytes))
+        label_set = params.pop("label_set")
+        diarizer = params.pop("diarizer")
+        if diarizer == "pyannote":
+            with model_lock:
+                if "pyannote" not in state:
+                    from .diarization import PyannoteDiarizer
+                    state["pyannote"] = PyannoteDiarizer(device=s.device)
+            dia = state["pyannote"]
+            try:
+                dia._load()
+            except ModelError as exc:  # not configured on this server: the client's choice, a 400
+                raise ConfigError(str(exc)) from exc
+        else:
+            dia = "builtin"
+        a = analyze(audio, model=m, name=name, diarizer=dia, **params)
+        if label_set and label_set != m.card.label_set:
+            a = relabel(a, label_set)
+        return a.to_dict()
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "version": __version__, "model": s.model, "model_loaded": "model" in state,
+                "workers": s.workers, "queue": queue, "inflight": gate.inflight}
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        import json
+
+        from .models import available_models, resolve_model_dir
+        out = []
+        for name in available_models():
+            try:
+                card = json.loads((resolve_model_dir(name) / "card.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError, SERError):
+                continue
+            metrics = card.get("metrics") or {}
+            out.append({"name": name, "architecture": card.get("architecture"), "labels": card.get("labels"),
+                        "label_set": card.get("label_set"), "licence": card.get("licence"),
+                        "uar": (metrics.get("uar") or {}).get("mean"), "protocol": metrics.get("protocol"),
+                        "active": name == s.model})
+        return {"models": out}
+
+    @app.post("/v1/classify", response_model=ClassifyResult, responses=ERRORS)
+    async def classify(request: Request, file: UploadFile = File(..., description="one audio clip")) -> dict:
+        check_key(request)
+        data = await read_upload(request, file)
+        return await run_limited(_classify, data, file.filename or "upload")
+
+    @app.post("/v1/analyze", responses=ERRORS)
+    async def analyze_endpoint(
+        request: Request,
+        file: UploadFile = File(..., description="a recording"),
+        speakers: int | None = Form(None, ge=1, le=20, description="exact number of speakers"),
+        min_speakers: int | None = Form(None, ge=1, le=20),
+        max_speakers: int | None = Form(None, ge=1, le=20),
+        window_s: float = Form(2.0, ge=0.5, le=30.0, description="emotion window, seconds"),
+        hop_s: float = Form(1.0, ge=0.1, le=30.0, description="emotion window hop, seconds"),
+        label_set: str | None = Form(None, description="ravdess8, basic7, four, valence3 or valence2"),
+        diarizer: str = Form("builtin", description="builtin, or pyannote when the server has a pipeline "
+                                                    "($SER_PYANNOTE_PIPELINE folder or a token)"),
+    ) -> dict:
+        check_key(request)
+        if diarizer not in ("builtin", "pyannote"):
+            raise APIError(400, "config_error", f"Unknown diarizer {diarizer!r}; choose builtin or pyannote.")
+        if label_set is not None:
+            from .labels import LABEL_SETS
+            if label_set not in LABEL_SETS:
+                raise APIError(400, "config_error", f"Unknown label set {label_set!r}; choose from "
+                                                    f"{', '.join(LABEL_SETS)}.")
+        data = await read_upload(request, file)
+        params = {"num_speakers": speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
+                  "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "cache": None,
+                  "diarizer": diarizer}
+        return await run_limited(_analyze, data, file.filename or "upload", params)
+
+    app.state.settings = s
+    app.state.gate = gate
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: APISettings | None = None) -> None:
+    import uvicorn
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

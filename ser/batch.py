@@ -1,0 +1,228 @@
+"""Unattended analysis of many files: resumable, optionally parallel, one summary CSV.
+
+``analyze_file(path, out_dir, options)`` is pure in the sense that matters for scaling
+out: its result depends only on its arguments, it writes only its own output files
+(atomically: a temporary name, then a rename), and it returns a summary row. A
+distributed engine can map it over a corpus; ``run_batch`` maps it over a list of files
+on one machine.
+
+A file counts as done when its JSON result exists and records the same options; a
+rerun after a crash or kill skips those, so every file is analysed exactly once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import SERError
+
+SUMMARY = "summary.csv"
+SUMMARY_FIELDS = ["file", "status", "duration_s", "speakers", "turns", "unscored_turns", "dominant_emotions",
+                  "outputs", "error", "seconds"]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    formats: tuple[str, ...] = ("json", "csv")
+    model: str = "default"
+    device: str = "cpu"
+    diarizer: str = "builtin"
+    pyannote: str | None = None
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    window_s: float = 2.0
+    hop_s: float = 1.0
+    label_set: str | None = None
+    threads: int = 0
+
+    def key(self) -> dict:
+        """What decides a result (not how fast it is computed)."""
+        d = asdict(self)
+        d.pop("threads")
+        d.pop("device")
+        d["formats"] = sorted(d["formats"])
+        return d
+
+
+@dataclass
+class _Loaded:
+    model: object = None
+    diarizer: object = None
+    opts: dict = field(default_factory=dict)
+
+
+_STATE = _Loaded()  # per process: the model and diarizer are loaded once
+
+
+def _resources(opts: BatchOptions):
+    from .diarization import get_diarizer
+    from .models import load_model
+
+    k = opts.key()
+    if _STATE.model is None or _STATE.opts != k:
+        if opts.threads:
+            import torch
+            torch.set_num_threads(opts.threads)
+        _STATE.model = load_model(opts.model, device=opts.device)
+        _STATE.diarizer = (get_diarizer("pyannote", source=opts.pyannote, device=opts.device)
+                           if opts.diarizer == "pyannote" else get_diarizer("builtin"))
+        _STATE.opts = k
+    return _STATE.model, _STATE.diarizer
+
+
+def output_stem(path: Path, root: Path | None) -> str:
+    """Output name: the path relative to the input folder (subfolders joined by "__"), without suffix."""
+    if root is not None:
+        try:
+            rel = path.relative_to(root)
+            return "__".join(rel.with_suffix("").parts)
+        except ValueError:
+            pass
+    return path.stem
+
+
+def is_done(json_path: Path, opts: BatchOptions) -> bool:
+    if not json_path.is_file():
+        return False
+    try:
+        d = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return d.get("provenance", {}).get("batch_options") == opts.key()
+
+
+def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, stem: str | None = None,
+                 progress: Callable[[str, float], None] | None = None) -> dict:
+    """Analyse one file and write its exports; returns its summary row (never raises for bad audio)."""
+    from .exports import EXTENSIONS, WRITERS
+    from .pipeline import analyze, relabel
+
+    path, out = Path(path), Path(out_dir)
+    stem = stem or path.stem
+    row = {"file": str(path), "status": "ok", "error": "", "outputs": ""}
+    t0 = time.perf_counter()
+    try:
+        model, dia = _resources(opts)
+        a = analyze(path, diarizer=dia, model=model, num_speakers=opts.num_speakers,
+                    min_speakers=opts.min_speakers, max_speakers=opts.max_speakers, window_s=opts.window_s,
+                    hop_s=opts.hop_s, progress=progress, name=path.name, cache=None)
+        if opts.label_set and opts.label_set != model.card.label_set:
+            a = relabel(a, opts.label_set)
+        a.provenance["batch_options"] = opts.key()
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        # the JSON last: its presence marks the file as done
+        for fmt in sorted(set(opts.formats) | {"json"}, key=lambda f: f == "json"):
+            final = out / f"{stem}.{EXTENSIONS[fmt]}"
+            tmp = out / f".{stem}.{EXTENSIONS[fmt]}.part{os.getpid()}"
+            WRITERS[fmt](a, tmp)
+            os.replace(tmp, final)
+            written.append(final.name)
+        summary = a.speaker_summary()
+        row.update(duration_s=a.duration_s, speakers=len(a.speakers), turns=len(a.turns),
+                   unscored_turns=len(a.provenance.get("unscored_turns", [])),
+                   dominant_emotions=";".join(f"{s}={v['dominant_emotion']}" for s, v in summary.items()),
+                   outputs=";".join(written), status="no speech" if a.provenance.get("no_speech") else "ok")
+    except SERError as exc:
+        row.update(status="error", error=str(exc))
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _worker(args: tuple) -> dict:
+    path, out_dir, opts, stem = args
+    return analyze_file(path, out_dir, opts, stem=stem)
+
+
+def run_batch(files: Sequence[Path], out_dir: str | Path, opts: BatchOptions, *, jobs: int = 1,
+              roots: dict[Path, Path] | None = None, log: Callable[[str], None] | None = None,
+              show_progress: bool = True) -> dict:
+    """Analyse ``files`` (skipping those done with the same options) and write ``summary.csv``.
+
+    ``jobs`` > 1 runs files in parallel processes, each loading the model once (torch on
+    one thread per process). Returns {"done", "skipped", "failed", "summary"}.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    roots = roots or {}
+    stems = {f: output_stem(f, roots.get(f)) for f in files}
+    dup = {s for s in stems.values() if list(stems.values()).count(s) > 1}
+    if dup:
+        raise SERError(f"Several inputs would write the same output name ({', '.join(sorted(dup))}); "
+                       "analyse them into different --out folders.")
+    todo = [f for f in files if not is_done(out / f"{stems[f]}.json", opts)]
+    skipped = len(files) - len(todo)
+    if log and skipped:
+        log(f"{skipped} file(s) already done with these options; skipping them")
+    rows_new: dict[str, dict] = {}
+    bar = tqdm(total=len(todo), desc="analyze", file=sys.stderr, disable=None if show_progress else True)
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        wopts = BatchOptions(**{**asdict(opts), "threads": opts.threads or 1})
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_worker, (f, out, wopts, stems[f])): f for f in todo}
+            for fut in as_completed(futs):
+                row = fut.result()
+                rows_new[row["file"]] = row
+                _report(row, log)
+                bar.update(1)
+    else:
+        for f in todo:
+            row = analyze_file(f, out, opts, stem=stems[f])
+            rows_new[row["file"]] = row
+            _report(row, log)
+            bar.update(1)
+    bar.close()
+    summary = write_summary(out, files, stems, rows_new, opts)
+    failed = sum(1 for r in rows_new.values() if r["status"] == "error")
+    return {"done": len(todo) - failed, "skipped": skipped, "failed": failed, "summary": str(summary)}
+
+
+def _report(row: dict, log: Callable[[str], None] | None) -> None:
+    if log:
+        if row["status"] == "error":
+            log(f"{row['file']}: {row['error']}")
+        else:
+            log(f"{row['file']}: {row['status']}, {row.get('speakers', 0)} speaker(s), {row.get('turns', 0)} turn(s)"
+                f" -> {row['outputs']}")
+
+
+def write_summary(out: Path, files: Sequence[Path], stems: dict[Path, str], new_rows: dict[str, dict],
+                  opts: BatchOptions) -> Path:
+    """One row per input, in input order: fresh rows, else rebuilt from the JSON written earlier."""
+    rows = []
+    for f in files:
+        row = new_rows.get(str(f))
+        if row is None:
+            jp = out / f"{stems[f]}.json"
+            if is_done(jp, opts):
+                d = json.loads(jp.read_text(encoding="utf-8"))
+                row = {"file": str(f), "status": "no speech" if d["provenance"].get("no_speech") else "ok",
+                       "duration_s": d["duration_s"], "speakers": len(d["speakers"]), "turns": len(d["turns"]),
+                       "unscored_turns": len(d["provenance"].get("unscored_turns", [])),
+                       "dominant_emotions": ";".join(f"{s}={v['dominant_emotion']}" for s, v in d["speakers"].items()),
+                       "outputs": "(earlier run)", "error": "", "seconds": ""}
+            else:
+                row = {"file": str(f), "status": "error", "error": "no result"}
+        rows.append(row)
+    path = out / SUMMARY
+    tmp = out / f".{SUMMARY}.part{os.getpid()}"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in SUMMARY_FIELDS})
+    os.replace(tmp, path)
+    return path

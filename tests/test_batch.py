@@ -1,0 +1,102 @@
+"""Batch analysis: resumable after a kill, parallel jobs, one summary row per file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from audiogen import speak, write
+from ser.batch import BatchOptions, analyze_file, is_done, output_stem
+
+
+SENTENCES = ["The meeting starts at nine tomorrow morning.", "I am not sure that was a good idea at all.",
+             "Please send me the figures before Friday.", "We finally found the bug in the decoder."]
+
+
+def _corpus(folder, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    voices = ["en-us+m3", "en-gb+f3"]
+    for i in range(n):
+        y = np.concatenate([speak(SENTENCES[i % 4], voices[i % 2], pitch=40 + 5 * i),
+                            np.zeros(4000, np.float32), speak(SENTENCES[(i + 1) % 4], voices[i % 2], pitch=40 + 5 * i)])
+        write(folder / f"clip{i:02d}.wav", y, 16000, "wav")
+    (folder / "broken.wav").write_bytes(b"RIFF....WAVEfmt junk")
+    return sorted(folder.glob("*.wav"))
+
+
+def _cmd(inp, out, model, *extra):
+    return [sys.executable, "-m", "ser.cli", "analyze", str(inp), "--out", str(out), "--model", str(model),
+            "--speakers", "1", "--format", "json,rttm", "--quiet", *extra]
+
+
+def _summary(out):
+    with open(out / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_killed_batch_resumes_and_does_every_file_exactly_once(tmp_path, tiny_model_dir):
+    files = _corpus(tmp_path / "in", 8)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cmd(tmp_path / "in", out, tiny_model_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("clip*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {p.name: (p.stat().st_mtime_ns, json.loads(p.read_text())["provenance"]["created"])
+             for p in out.glob("clip*.json")}
+    assert 2 <= len(first) < 8, f"the first run should be cut short, got {len(first)} files done"
+    # the kill may leave a temporary file, never a half-written result
+    for p in out.glob("clip*.json"):
+        json.loads(p.read_text())
+
+    r = subprocess.run(_cmd(tmp_path / "in", out, tiny_model_dir), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1  # broken.wav
+    assert f"{len(first)} already done" in r.stdout, r.stdout
+    assert "Traceback" not in r.stderr
+    rows = _summary(out)
+    assert [row["file"] for row in rows] == [str(f) for f in files]  # each input exactly once, in order
+    assert [row["status"] for row in rows].count("ok") == 8
+    assert next(row for row in rows if row["file"].endswith("broken.wav"))["status"] == "error"
+    for name, (mtime, created) in first.items():  # done before the kill: not redone
+        p = out / name
+        assert p.stat().st_mtime_ns == mtime and json.loads(p.read_text())["provenance"]["created"] == created
+    assert len(list(out.glob("clip*.json"))) == 8 and len(list(out.glob("clip*.rttm"))) == 8
+
+    # a third run has nothing to do; --force redoes everything
+    r = subprocess.run(_cmd(tmp_path / "in", out, tiny_model_dir), capture_output=True, text=True, timeout=600)
+    assert "0 analysed, 8 already done" in r.stdout
+
+
+def test_parallel_jobs_give_the_same_results(tmp_path, tiny_model_dir):
+    _corpus(tmp_path / "in", 3)
+    r1 = subprocess.run(_cmd(tmp_path / "in", tmp_path / "one", tiny_model_dir), capture_output=True, text=True,
+                        timeout=600)
+    r2 = subprocess.run(_cmd(tmp_path / "in", tmp_path / "two", tiny_model_dir, "--jobs", "2"), capture_output=True,
+                        text=True, timeout=600)
+    assert r1.returncode == r2.returncode == 1, (r1.stderr, r2.stderr)
+    for i in range(3):
+        a = json.loads((tmp_path / "one" / f"clip{i:02d}.json").read_text())
+        b = json.loads((tmp_path / "two" / f"clip{i:02d}.json").read_text())
+        assert a["turns"] == b["turns"]
+        assert [s["probabilities"] for s in a["segments"]] == [s["probabilities"] for s in b["segments"]]
+
+
+def test_analyze_file_is_pure_and_marks_done(tmp_path, tiny_model_dir):
+    f = tmp_path / "in" / "clip00.wav"
+    _corpus(tmp_path / "in", 1)
+    opts = BatchOptions(model=str(tiny_model_dir), num_speakers=1, formats=("json",))
+    row = analyze_file(f, tmp_path / "out", opts)
+    assert row["status"] == "ok" and row["speakers"] == 1
+    assert is_done(tmp_path / "out" / "clip00.json", opts)
+    assert not is_done(tmp_path / "out" / "clip00.json", BatchOptions(model=str(tiny_model_dir), num_speakers=2))
+    bad = analyze_file(tmp_path / "in" / "broken.wav", tmp_path / "out", opts)
+    assert bad["status"] == "error" and "broken.wav" in bad["error"]
+    assert output_stem(tmp_path / "in" / "a" / "b.wav", tmp_path / "in") == "a__b"
