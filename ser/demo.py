@@ -57,3 +57,35 @@ def to_annotation(turns: Sequence[Turn], uri: str = "demo"):
     for i, t in enumerate(turns):
         ann[Segment(t.start_s, t.end_s), i] = t.speaker
     return ann
+
+
+DIALOGUE = [  # (speaker, espeak-ng voice, pitch 0-99, words per minute, text)
+    ("Ana", "en-gb+f3", 66, 160, "Good morning! I have wonderful news, the grant was approved."),
+    ("Ben", "en-us+m1", 30, 140, "Really? That is great. I honestly did not expect it this year."),
+    ("Ana", "en-gb+f3", 72, 180, "Neither did I! We can finally hire two students for the summer."),
+    ("Ben", "en-us+m1", 26, 120, "But we still have to finish the old report first, and it is late again."),
+    ("Ana", "en-gb+f3", 60, 135, "I know. I am sorry. I will send you my part tonight."),
+    ("Ben", "en-us+m1", 32, 155, "Fine. Let us meet on Friday and plan the new project together."),
+]
+
+
+def synthesize_dialogue(*, sr: int = 16000, pause_s: tuple[float, float] = (0.6, 1.1),
+                        seed: int = 0) -> tuple[np.ndarray, list[Turn]]:
+    """A two-voice dialogue spoken by espeak-ng (Debian package ``espeak-ng``), with its turns.
+
+    The project's own demo recording: nothing is copied from any corpus. The emotions of
+    synthetic speech are not acted, so the turns carry no intended emotion."""
+    import shutil
+    import subprocess
+
+    from .audio import load_audio
+    from .errors import ConfigError
+
+    if shutil.which("espeak-ng") is None:
+        raise ConfigError("espeak-ng is not installed (apt-get install espeak-ng; scripts/setup.sh does it).")
+    clips = []
+    for speaker, voice, pitch, wpm, text in DIALOGUE:
+        wav = subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(wpm), "--stdout", text],
+                             capture_output=True, check=True).stdout
+        clips.append((load_audio(wav, sr=sr).y, speaker, None))
+    return conversation(clips, sr=sr, pause_s=pause_s, seed=seed, noise_dbfs=-70.0)

@@ -1,0 +1,194 @@
+"""The synchronised analysis view: waveform, mel spectrogram, speaker lanes, emotion overlay.
+
+One Plotly figure with four stacked panels sharing the time axis. Everything heavy is
+reduced on the server first, so the figure's size does not grow with the recording:
+the waveform is a min/max envelope over at most ``max_columns`` columns, the
+spectrogram is pooled to at most ``max_columns`` time columns, and the emotion overlay
+has one point per window edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .analysis import Analysis
+
+EMOTION_COLOURS = {
+    "neutral": "#9e9e9e", "calm": "#80cbc4", "happy": "#fdd835", "sad": "#5c6bc0", "angry": "#e53935",
+    "fearful": "#8e24aa", "disgust": "#6d8b3a", "surprised": "#fb8c00", "positive": "#43a047",
+    "negative": "#e53935", "other": "#bdbdbd",
+}
+SPEAKER_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                   "#bcbd22", "#17becf"]
+
+
+@dataclass(frozen=True)
+class SpectrogramSettings:
+    n_mels: int = 80
+    fmax: float = 8000.0
+    dynamic_range_db: float = 70.0
+    colormap: str = "Viridis"
+    pitch: bool = True
+    intensity: bool = False
+
+
+def envelope(y: np.ndarray, sr: int, max_columns: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, minima, maxima) over at most ``max_columns`` equal blocks (no per-sample loop)."""
+    n = len(y)
+    cols = max(1, min(max_columns, n))
+    block = -(-n // cols)
+    pad = block * cols - n
+    yp = np.pad(y, (0, pad), mode="edge") if pad else y
+    m = yp[: block * cols].reshape(cols, block)
+    t = (np.arange(cols) * block + block / 2) / sr
+    return t, m.min(1), m.max(1)
+
+
+def mel_db(y: np.ndarray, sr: int, s: SpectrogramSettings, max_columns: int = 1200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, mel centre frequencies, dB matrix [n_mels, T]) pooled (max) to ≤ ``max_columns`` frames.
+
+    Computed in blocks so a long recording never holds its full-resolution spectrogram."""
+    import librosa
+    import torch
+
+    hop = 160
+    n_frames = 1 + len(y) // hop
+    cols = min(max_columns, n_frames)
+    pool = -(-n_frames // cols)
+    fmax = min(s.fmax, sr / 2)
+    fb = torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=512, n_mels=s.n_mels, fmax=fmax))
+    window = torch.hann_window(400)
+    out = np.empty((s.n_mels, -(-n_frames // pool)), dtype=np.float32)
+    frames_per_block = pool * max(1, 6000 // pool)  # whole pools per block (~60 s)
+    yp = np.pad(y.astype(np.float32, copy=False), 256)
+    col = 0
+    with torch.inference_mode():
+        for f0 in range(0, n_frames, frames_per_block):
+            f1 = min(n_frames, f0 + frames_per_block)
+            seg = torch.from_numpy(yp[f0 * hop: (f1 - 1) * hop + 512])
+            if len(seg) < 512:
+                break
+            spec = torch.stft(seg, 512, hop, win_length=400, window=window, center=False,
+                              return_complex=True).abs().pow(2)
+            mel = (fb @ spec).numpy()
+            k = mel.shape[1] // pool * pool
+            if k == 0:  # the last, partial pool
+                pooled = mel.max(1, keepdims=True)
+            else:
+                pooled = mel[:, :k].reshape(s.n_mels, -1, pool).max(2)
+            out[:, col: col + pooled.shape[1]] = pooled
+            col += pooled.shape[1]
+    out = out[:, :col]
+    db = 10 * np.log10(np.maximum(out, 1e-12))
+    db = np.maximum(db, db.max() - s.dynamic_range_db) if db.size else db
+    times = (np.arange(col) * pool + pool / 2) * hop / sr
+    freqs = librosa.mel_frequencies(n_mels=s.n_mels, fmin=0.0, fmax=fmax)
+    return times, freqs, db
+
+
+def pitch_track(y: np.ndarray, sr: int, max_points: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """F0 (Hz, NaN where unvoiced) with Praat's autocorrelation method (parselmouth)."""
+    import parselmouth
+
+    duration = len(y) / sr
+    step = max(0.01, duration / max_points)
+    p = parselmouth.Sound(y.astype(np.float64), sampling_frequency=sr).to_pitch(time_step=step, pitch_floor=75,
+                                                                                  pitch_ceiling=500)
+    f0 = p.selected_array["frequency"].astype(float)
+    f0[f0 == 0] = np.nan
+    return p.xs(), f0
+
+
+def intensity_track(y: np.ndarray, sr: int, max_points: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """Intensity in dB (Praat)."""
+    import parselmouth
+
+    step = max(0.01, len(y) / sr / max_points)
+    it = parselmouth.Sound(y.astype(np.float64), sampling_frequency=sr).to_intensity(time_step=step, minimum_pitch=75)
+    return it.xs(), it.values[0]
+
+
+def speaker_colours(speakers: list[str]) -> dict[str, str]:
+    return {s: SPEAKER_COLOURS[i % len(SPEAKER_COLOURS)] for i, s in enumerate(speakers)}
+
+
+def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSettings = SpectrogramSettings(),
+                    max_columns: int = 2000, overlay: str = "area", height: int = 820):
+    """The four-panel view. ``overlay``: "area" (stacked probabilities) or "strip" (heat strip)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        row_heights=[0.2, 0.34, 0.16, 0.3],
+                        subplot_titles=("Waveform", "Mel spectrogram", "Speakers", "Emotion"))
+    speakers = a.speakers
+    colours = speaker_colours(speakers)
+    # 1. waveform envelope with speaker bands
+    t, lo, hi = envelope(y, sr, max_columns)
+    fig.add_trace(go.Scatter(x=np.concatenate([t, t[::-1]]).round(3), y=np.concatenate([hi, lo[::-1]]).round(4),
+                             fill="toself", mode="lines", line=dict(width=0.5, color="#37474f"),
+                             fillcolor="rgba(55,71,79,0.6)", hoverinfo="skip", name="waveform", showlegend=False),
+                  row=1, col=1)
+    shapes = [dict(type="rect", xref="x", yref="y domain", x0=turn.start_s, x1=turn.end_s, y0=0, y1=1,
+                   fillcolor=colours[turn.speaker], opacity=0.15, line_width=0, layer="below") for turn in a.turns]
+    # 2. mel spectrogram (+ pitch / intensity)
+    st, freqs, db = mel_db(y, sr, spec, max_columns=min(max_columns, 1200))
+    fig.add_trace(go.Heatmap(x=st.round(3), y=freqs.round(0), z=db.round(1), colorscale=spec.colormap,
+                             showscale=False, name="mel dB",
+                             hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z:.0f} dB<extra></extra>"), row=2, col=1)
+    if spec.pitch:
+        pt, f0 = pitch_track(y, sr)
+        fig.add_trace(go.Scatter(x=pt.round(3), y=np.round(f0, 1), mode="lines", line=dict(color="#ffffff", width=1.5),
+                                 name="F0 (Hz)", connectgaps=False,
+                                 hovertemplate="F0 %{y:.0f} Hz at %{x:.2f} s<extra></extra>"), row=2, col=1)
+    if spec.intensity:
+        it, db_i = intensity_track(y, sr)
+        scaled = (db_i - np.nanmin(db_i)) / max(1e-9, np.nanmax(db_i) - np.nanmin(db_i)) * freqs.max()
+        fig.add_trace(go.Scatter(x=it.round(3), y=np.round(scaled, 1), mode="lines", customdata=np.round(db_i, 1),
+                                 line=dict(color="#ffeb3b", width=1), name="intensity",
+                                 hovertemplate="%{customdata:.0f} dB at %{x:.2f} s<extra></extra>"), row=2, col=1)
+    # 3. speaker lanes
+    for spk in speakers:
+        turns = [t_ for t_ in a.turns if t_.speaker == spk]
+        fig.add_trace(go.Bar(base=[t_.start_s for t_ in turns], x=[round(t_.duration_s, 3) for t_ in turns],
+                             y=[spk] * len(turns), orientation="h", marker_color=colours[spk], name=spk,
+                             customdata=[[t_.start_s, t_.end_s] for t_ in turns],
+                             hovertemplate=f"{spk}<br>%{{customdata[0]:.2f}}–%{{customdata[1]:.2f}} s<extra></extra>"),
+                      row=3, col=1)
+    # 4. emotion overlay: window probabilities, dominant emotion per turn
+    windows = sorted(a.windows, key=lambda w: (w.start_s, w.end_s))
+    labels = a.labels
+    if windows:
+        centres = np.array([(w.start_s + w.end_s) / 2 for w in windows])
+        P = np.array([[w.probabilities[k] for k in labels] for w in windows])
+        hover = ["<br>".join([f"{w.speaker} {w.start_s:.2f}–{w.end_s:.2f} s"] +
+                             [f"{k}: {w.probabilities[k]:.0%}" for k in labels]) for w in windows]
+        if overlay == "strip":
+            fig.add_trace(go.Heatmap(x=centres.round(3), y=labels, z=P.T.round(3), colorscale="Blues", zmin=0, zmax=1,
+                                     showscale=False, hovertemplate="%{y}: %{z:.0%} at %{x:.2f} s<extra></extra>"),
+                          row=4, col=1)
+        else:
+            for j, k in enumerate(labels):
+                fig.add_trace(go.Scatter(x=centres.round(3), y=P[:, j].round(4), mode="lines", stackgroup="emo",
+                                         line=dict(width=0.5, color=EMOTION_COLOURS.get(k, "#999")), name=k,
+                                         legendgroup="emotion", text=hover if j == 0 else None,
+                                         hovertemplate=("%{text}<extra></extra>" if j == 0 else
+                                                        f"{k}: %{{y:.0%}}<extra></extra>")),
+                              row=4, col=1)
+    notes = [dict(x=(seg.start_s + seg.end_s) / 2, y=1.02, xref="x4", yref="y4 domain", showarrow=False,
+                  text=f"{seg.emotion}?" if seg.uncertain else seg.emotion,
+                  font=dict(size=10, color=colours.get(seg.speaker, "#333"))) for seg in a.segments]
+    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
+    fig.update_yaxes(title_text="Hz", row=2, col=1)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=4, col=1)
+    fig.update_xaxes(title_text="time (s)", range=[0, a.duration_s], row=4, col=1)
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), barmode="overlay",
+                      hovermode="closest", legend=dict(orientation="h", y=-0.08), uirevision="analysis")
+    return fig
+
+
+def figure_payload_bytes(fig) -> int:
+    """Size of the figure's JSON as sent to the browser."""
+    return len(fig.to_json().encode())
