@@ -23,5 +23,8 @@ with st.sidebar:
         "Device", devices, index=devices.index(st.session_state.get("device_choice", "auto")),
         horizontal=True, help="auto uses a CUDA GPU when one is present")
 
-pg = st.navigation([st.Page("pages/classify.py", title="Classify a clip", icon="🎙️", default=True)])
+pg = st.navigation([
+    st.Page("pages/analyze.py", title="Analyze a recording", icon="📈", default=True),
+    st.Page("pages/classify.py", title="Classify a clip", icon="🎙️"),
+])
 pg.run()

@@ -35,11 +35,15 @@ def probability_chart(probs: dict):
     ).properties(height=36 * len(df))
 
 
+# app.py's sidebar sets these; a page opened directly by its URL before app.py ran uses the defaults
+MODEL_NAME = st.session_state.get("model_name", "default")
+DEVICE = st.session_state.get("device", "auto")
+
 st.title("Speech emotion")
 st.caption("Upload or record a short clip of speech; the model gives the probability of each emotion.")
 
 try:
-    model = get_model(st.session_state.model_name, st.session_state.device)
+    model = get_model(MODEL_NAME, DEVICE)
 except SERError as exc:
     st.error(str(exc))
     st.stop()
@@ -57,7 +61,7 @@ else:
     data = source.getvalue()
     st.audio(data)
     try:
-        result = classify(data, source.name, st.session_state.model_name, st.session_state.device)
+        result = classify(data, source.name, MODEL_NAME, DEVICE)
     except SERError as exc:
         st.error(str(exc))
     else:

@@ -1,9 +1,10 @@
-"""Takes the README screenshot: starts the app, uploads a clip in Debian's headless
-Chromium (driven by Playwright, no browser download) and saves assets/screenshot.png.
+"""Takes the README screenshot: starts the app in Debian's headless Chromium (driven by
+Playwright, no browser download), analyses a recording on the Analyze page and saves
+assets/screenshot.png.
 
-    .venv/bin/python scripts/screenshot.py [CLIP] [--out assets/screenshot.png]
+    .venv/bin/python scripts/screenshot.py [RECORDING] [--out assets/screenshot.png]
 
-Without CLIP it uses a RAVDESS clip from ../shared when present.
+Without RECORDING it opens the project's own demo dialogue (assets/demo_dialogue.wav).
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ def start_app(port: int) -> subprocess.Popen:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("clip", nargs="?",
-                    default=str(ROOT.parent / "shared/data/ravdess16k/Actor_02/03-01-05-02-01-01-02.flac"))
+    ap.add_argument("recording", nargs="?", help="an audio file to upload (default: the demo dialogue)")
     ap.add_argument("--out", default=str(ROOT / "assets" / "screenshot.png"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -56,14 +56,16 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 1500})
             page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle")
-            page.get_by_text("Waiting for audio").wait_for(timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(args.clip)
-            page.get_by_text("Emotion", exact=True).wait_for(timeout=60_000)
-            page.get_by_text("About this model").click()
-            time.sleep(1.5)
-            page.screenshot(path=args.out, full_page=True)
+            page.get_by_text("Analyze a recording").first.wait_for(timeout=60_000)
+            if args.recording:
+                page.locator("input[type=file]").first.set_input_files(args.recording)
+            else:
+                page.locator("label").filter(has_text="Demo dialogue").first.click(timeout=60_000)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            time.sleep(3)
+            page.screenshot(path=args.out, clip={"x": 0, "y": 0, "width": 1280, "height": 1500})
             browser.close()
     finally:
         proc.terminate()

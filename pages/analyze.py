@@ -1,0 +1,197 @@
+"""Analyze a recording: who spoke when, feeling what, in one synchronised view."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from ser.audio import SUPPORTED_FORMATS, load_audio
+from ser.errors import SERError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "assets" / "demo_dialogue.wav"
+LABEL_SETS = {"8 emotions (RAVDESS)": "ravdess8", "7 basic emotions": "basic7", "4 emotions": "four",
+              "valence: positive / neutral / negative": "valence3", "valence: positive / negative": "valence2"}
+EXT = {"json": "application/json", "csv": "text/csv", "rttm": "text/plain", "textgrid": "text/plain",
+       "eaf": "application/xml", "audacity": "text/plain"}
+
+
+@st.cache_resource(show_spinner="Loading the emotion model…")
+def get_model(name: str, device: str):
+    from ser.models import load_model
+
+    return load_model(name, device=device)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def decode(digest: str, name: str, _data: bytes):
+    """Decoded once per upload (keyed by the bytes' hash); shared, never copied."""
+    return load_audio(_data, name=name)
+
+
+@st.cache_resource(show_spinner=False)
+def get_pyannote(source: str, token: str, device: str):
+    from ser.diarization import PyannoteDiarizer
+
+    return PyannoteDiarizer(source or None, token=token or None, device=device)
+
+
+def max_upload_mb() -> int:
+    return int(st.get_option("server.maxUploadSize"))
+
+
+st.title("Analyze a recording")
+st.caption("Who spoke when, and how they sounded: waveform, spectrogram, speaker lanes and emotion "
+           "probabilities over one time axis.")
+
+# --- source --------------------------------------------------------------------------
+src_kind = st.radio("Audio", ["Upload", "Record", "Demo dialogue"], horizontal=True, key="analyze_source")
+data, name = None, None
+if src_kind == "Upload":
+    up = st.file_uploader(f"Upload a recording (up to {max_upload_mb()} MB; {', '.join(SUPPORTED_FORMATS)})",
+                          type=list(SUPPORTED_FORMATS), key="analyze_upload")
+    if up is not None:
+        data, name = up.getvalue(), up.name
+elif src_kind == "Record":
+    rec = st.audio_input("Record", sample_rate=16_000, key="analyze_record")
+    if rec is not None:
+        data, name = rec.getvalue(), "recording.wav"
+else:
+    if DEMO.is_file():
+        data, name = DEMO.read_bytes(), DEMO.name
+        st.caption("A two-voice dialogue the project synthesised with espeak-ng (scripts/make_demo.py). "
+                   "Synthetic speech is not acted emotion: read its probabilities as a demo of the view.")
+    else:
+        st.warning("The demo recording is missing; run `.venv/bin/python scripts/make_demo.py`.")
+
+# --- controls ------------------------------------------------------------------------
+with st.expander("Settings", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        backend = st.selectbox("Diarizer", ["builtin (offline)", "pyannote"], key="analyze_backend")
+        pa_source = pa_token = ""
+        if backend == "pyannote":
+            pa_source = st.text_input("Pipeline folder or Hugging Face id", key="analyze_pa_source",
+                                      placeholder="~/models/speaker-diarization-community-1")
+            pa_token = st.text_input("Hugging Face token (only for a hub id)", type="password", key="analyze_pa_token")
+        mode = st.radio("Speakers", ["auto", "exact", "min–max"], horizontal=True, key="analyze_mode")
+        counts: dict = {}
+        if mode == "exact":
+            counts["num_speakers"] = int(st.number_input("Number of speakers", 1, 20, 2, key="analyze_n"))
+        elif mode == "min–max":
+            lo, hi = st.slider("Between", 1, 20, (2, 4), key="analyze_range")
+            counts = {"min_speakers": int(lo), "max_speakers": int(hi)}
+    with c2:
+        label_set = LABEL_SETS[st.selectbox("Label set", list(LABEL_SETS), key="analyze_labels")]
+        window_s = st.slider("Emotion window (s)", 1.0, 6.0, 2.0, 0.5, key="analyze_window")
+        hop_s = st.slider("Window hop (s)", 0.25, window_s, min(1.0, window_s), 0.25, key="analyze_hop")
+        overlay = st.radio("Emotion overlay", ["area", "strip"], horizontal=True, key="analyze_overlay")
+    with c3:
+        n_mels = st.select_slider("Mel bands", [40, 64, 80, 128], 80, key="analyze_mels")
+        fmax = st.select_slider("Maximum frequency (Hz)", [4000, 5000, 6000, 8000], 8000, key="analyze_fmax")
+        dyn = st.slider("Dynamic range (dB)", 30, 100, 70, 5, key="analyze_dyn")
+        cmap = st.selectbox("Colour map", ["Viridis", "Magma", "Greys", "Cividis", "Inferno"], key="analyze_cmap")
+        show_pitch = st.checkbox("Pitch (F0)", True, key="analyze_pitch")
+        show_int = st.checkbox("Intensity", False, key="analyze_intensity")
+
+if data is None:
+    st.info("Upload a recording, record one, or open the demo dialogue.")
+    st.stop()
+
+# --- analysis ------------------------------------------------------------------------
+digest = hashlib.sha256(data).hexdigest()
+try:
+    model = get_model(st.session_state.get("model_name", "default"), st.session_state.get("device", "auto"))
+    if backend == "pyannote":
+        diarizer = get_pyannote(pa_source, pa_token, st.session_state.get("device", "auto"))
+    else:
+        diarizer = "builtin"
+    with st.status("Analysing…", expanded=False) as status:
+        bar = st.progress(0.0)
+
+        def progress(stage: str, frac: float) -> None:
+            status.update(label=f"Analysing: {stage}…")
+            bar.progress(min(1.0, max(0.0, frac)), text=stage)
+
+        audio = decode(digest, name, data)
+        from ser.pipeline import analyze, relabel
+
+        analysis = analyze(audio, diarizer=diarizer, model=model, window_s=window_s, hop_s=hop_s, progress=progress,
+                           name=name, **counts)
+        if label_set != model.card.label_set:
+            analysis = relabel(analysis, label_set)
+        t = analysis.provenance["timings_s"]
+        status.update(label=f"Analysed {analysis.duration_s:.1f} s in {t['total_s']:.1f} s "
+                            f"(diarization {t['diarization_s']:.1f} s, emotion {t['emotion_s']:.1f} s)",
+                      state="complete")
+except SERError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if analysis.provenance.get("no_speech"):
+    st.warning("No speech found in this recording (voice activity detection heard only silence or noise).")
+
+# --- the view --------------------------------------------------------------------------
+from ser.figures import SpectrogramSettings, analysis_figure  # noqa: E402
+
+spec = SpectrogramSettings(n_mels=n_mels, fmax=float(fmax), dynamic_range_db=float(dyn), colormap=cmap,
+                           pitch=show_pitch, intensity=show_int)
+fig = analysis_figure(audio.y, audio.sr, analysis, spec=spec, overlay=overlay)
+event = st.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode="points",
+                        config={"displaylogo": False})
+
+# --- segments, playback ------------------------------------------------------------------
+st.subheader("Turns")
+import pandas as pd  # noqa: E402
+
+seg_by_turn = {(s.start_s, s.end_s, s.speaker): s for s in analysis.segments}
+rows = []
+for t_ in analysis.turns:
+    s = seg_by_turn.get((t_.start_s, t_.end_s, t_.speaker))
+    row = {"start (s)": t_.start_s, "end (s)": t_.end_s, "speaker": t_.speaker,
+           "emotion": (f"{s.emotion}?" if s.uncertain else s.emotion) if s else "(too short)"}
+    if s:
+        row.update({k: round(v, 3) for k, v in s.probabilities.items()})
+    rows.append(row)
+table = pd.DataFrame(rows)
+picked = st.dataframe(table, key="analyze_table", on_select="rerun", selection_mode="single-row", hide_index=True,
+                      column_config={k: st.column_config.ProgressColumn(k, min_value=0, max_value=1, format="percent")
+                                     for k in analysis.labels})
+chosen = None
+if picked and picked.selection.rows:
+    chosen = analysis.turns[picked.selection.rows[0]]
+elif event and event.selection and event.selection.points:
+    x = event.selection.points[0].get("x")
+    if isinstance(x, (int, float)):
+        chosen = next((t_ for t_ in analysis.turns if t_.start_s <= x <= t_.end_s), None)
+if chosen is not None:
+    st.caption(f"Playing {chosen.speaker}, {chosen.start_s:.2f}–{chosen.end_s:.2f} s")
+    st.audio(data, start_time=chosen.start_s, end_time=chosen.end_s)
+else:
+    st.audio(data)
+    st.caption("Select a turn in the table (or a point on the chart) to play exactly that segment.")
+
+# --- per speaker ---------------------------------------------------------------------------
+st.subheader("Speakers")
+summary = analysis.speaker_summary()
+if summary:
+    st.dataframe(pd.DataFrame([{"speaker": spk, "talk time (s)": round(v["talk_time_s"], 1), "turns": v["turns"],
+                                "dominant emotion": v["dominant_emotion"] or "–",
+                                **{k: round(p, 3) for k, p in v["mean_probabilities"].items()}}
+                               for spk, v in summary.items()]), hide_index=True, key="analyze_speakers")
+
+# --- exports -------------------------------------------------------------------------------
+st.subheader("Export")
+from ser.exports import EXTENSIONS, WRITERS  # noqa: E402
+
+stem = Path(name).stem or "analysis"
+cols = st.columns(len(WRITERS))
+with tempfile.TemporaryDirectory() as tmp:
+    for col, (fmt, writer) in zip(cols, WRITERS.items()):
+        path = writer(analysis, Path(tmp) / f"{stem}.{EXTENSIONS[fmt]}")
+        col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", io.BytesIO(path.read_bytes()),
+                            file_name=path.name, mime=EXT[fmt], key=f"analyze_dl_{fmt}")

@@ -1,0 +1,90 @@
+"""AppTest of the Analyze page: demo, upload and bad files, with a small model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiogen import encode, speak, tone
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def page(tiny_model_dir, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models / "default")
+    monkeypatch.setattr("ser.models.MODELS_DIR", models)
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["device_choice"] = "cpu"
+    return at.run()
+
+
+def test_analyze_is_the_default_page_and_waits_for_audio(page):
+    assert not page.exception
+    assert page.title[0].value == "Analyze a recording"
+    assert page.sidebar.selectbox[0].value == "default"  # app.py's shared sidebar
+    assert "Upload a recording" in page.info[0].value
+
+
+def test_demo_dialogue_gives_the_full_view(page):
+    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    assert not page.exception and not page.error
+    chart = page.get("plotly_chart")
+    assert len(chart) == 1
+    import json
+    fig = json.loads(chart[0].proto.spec)
+    kinds = [t["type"] for t in fig["data"]]
+    assert "heatmap" in kinds and "bar" in kinds and kinds.count("scatter") >= 3  # waveform, F0, emotion areas
+    titles = [a["text"] for a in fig["layout"]["annotations"]][:4]
+    assert titles == ["Waveform", "Mel spectrogram", "Speakers", "Emotion"]
+    speakers = {t["name"] for t in fig["data"] if t["type"] == "bar"}
+    assert speakers == {"SPEAKER_00", "SPEAKER_01"}  # the demo's two voices
+    turns = page.dataframe(key="analyze_table").value
+    assert len(turns) == 6 and set(turns["speaker"]) == speakers
+    assert len(page.get("download_button")) == 6
+    # changing the speaker count re-clusters only; the page stays whole
+    page.radio(key="analyze_mode").set_value("exact").run()
+    page.number_input(key="analyze_n").set_value(1).run()
+    assert not page.exception
+    assert set(page.dataframe(key="analyze_table").value["speaker"]) == {"SPEAKER_00"}
+    # a coarser label set relabels the columns
+    page.selectbox(key="analyze_labels").set_value("valence: positive / neutral / negative").run()
+    assert {"positive", "neutral", "negative"} <= set(page.dataframe(key="analyze_table").value.columns)
+
+
+def test_upload_of_speech(page):
+    y = np.concatenate([speak("This is the first voice speaking for a while.", "en-us+m1", pitch=30),
+                        np.zeros(12000, np.float32),
+                        speak("And here another voice answers the question.", "en-gb+f3", pitch=70)])
+    page.file_uploader(key="analyze_upload").upload("talk.flac", encode(y, 16000, "flac"), "audio/flac").run()
+    assert not page.exception and not page.error
+    assert len(page.dataframe(key="analyze_table").value) >= 2
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("empty.wav", b"", "empty"),
+    ("notes.wav", b"hello " * 200, "could not be decoded"),
+    ("silence.wav", encode(tone(1.0) * 0, 16_000, "wav"), "digital silence"),
+    ("cut.wav", encode(tone(2.0), 16_000, "wav")[:5000], "truncated"),
+])
+def test_bad_upload_shows_an_error_and_the_page_stays_usable(page, name, data, message):
+    page.file_uploader(key="analyze_upload").upload(name, data, "audio/wav").run()
+    assert not page.exception
+    assert any(message in e.value for e in page.error), [e.value for e in page.error]
+    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    assert not page.exception and not page.error and len(page.get("plotly_chart")) == 1
+
+
+def test_noise_only_says_no_speech(page):
+    rng = np.random.default_rng(0)
+    page.file_uploader(key="analyze_upload").upload(
+        "room.wav", encode((0.002 * rng.standard_normal(16000 * 4)).astype(np.float32), 16000, "wav"), "audio/wav").run()
+    assert not page.exception and not page.error
+    assert any("No speech found" in w.value for w in page.warning)
