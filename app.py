@@ -16,8 +16,9 @@ with st.sidebar:
         st.error("No model found under models/. Train one with `ser train` (see README).")
         st.stop()
     # Inputs are copied into plain session keys that every page reads.
+    wanted = st.session_state.get("model_choice", "default")  # the Models page can set it
     st.session_state.model_name = st.selectbox(
-        "Emotion model", models, index=models.index("default") if "default" in models else 0)
+        "Emotion model", models, index=models.index(wanted) if wanted in models else 0)
     devices = ["auto", "cpu", "cuda"]
     st.session_state.device = st.radio(
         "Device", devices, index=devices.index(st.session_state.get("device_choice", "auto")),
@@ -26,5 +27,6 @@ with st.sidebar:
 pg = st.navigation([
     st.Page("pages/analyze.py", title="Analyze a recording", icon="📈", default=True),
     st.Page("pages/classify.py", title="Classify a clip", icon="🎙️"),
+    st.Page("pages/models.py", title="Models", icon="🧠"),
 ])
 pg.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -88,3 +89,30 @@ def test_noise_only_says_no_speech(page):
         "room.wav", encode((0.002 * rng.standard_normal(16000 * 4)).astype(np.float32), 16000, "wav"), "audio/wav").run()
     assert not page.exception and not page.error
     assert any("No speech found" in w.value for w in page.warning)
+
+
+def test_models_page_shows_the_card_and_figures(tiny_model_dir, monkeypatch, tmp_path):
+    """The shipped default model's card (real CV figures) next to the tiny test model."""
+    from streamlit.testing.v1 import AppTest
+
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "default", models / "default")
+    shutil.copytree(tiny_model_dir, models / "tiny")
+    monkeypatch.setattr("ser.models.MODELS_DIR", models)
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["device_choice"] = "cpu"
+    at.run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Models"
+    labels = [m.label for m in at.metric]
+    assert labels == ["UAR (speaker-grouped CV)", "Accuracy", "Macro-F1", "ECE after calibration"]
+    card = json.loads((models / "default" / "card.json").read_text())
+    assert at.metric[0].value == f"{card['metrics']['uar']['mean']:.3f}"
+    assert len(at.get("image")) == 2  # confusion matrix and reliability diagram
+    assert any("ser train" in c.value for c in at.code)
+    at.selectbox(key="models_pick").set_value("tiny").run()
+    assert not at.exception and not at.metric  # an untrained model has no CV figures to show
+    at.button(key="models_activate").click().run()
+    assert at.session_state["model_choice"] == "tiny"

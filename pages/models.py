@@ -1,0 +1,69 @@
+"""Models: the card of every available model, its cross-validated figures, and the active choice."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from ser.errors import SERError
+from ser.models import available_models, resolve_model_dir
+
+st.title("Models")
+st.caption("What each model was trained on, how it was measured, and how far to trust its probabilities.")
+
+names = available_models()
+if not names:
+    st.error("No model found under models/. Train one with `ser train` (see README).")
+    st.stop()
+active = st.session_state.get("model_name", "default")
+choice = st.selectbox("Model", names, index=names.index(active) if active in names else 0, key="models_pick")
+if choice != active:
+    if st.button(f"Use {choice} for analyses", key="models_activate"):
+        st.session_state.model_choice = choice
+        st.rerun()
+
+try:
+    folder = resolve_model_dir(choice)
+    card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+except (OSError, ValueError, SERError) as exc:
+    st.error(f"Cannot read the card of {choice}: {exc}")
+    st.stop()
+
+m = card.get("metrics") or {}
+cal = m.get("calibration") or {}
+c1, c2, c3, c4 = st.columns(4)
+if m.get("uar"):
+    c1.metric("UAR (speaker-grouped CV)", f"{m['uar']['mean']:.3f}", f"± {m['uar']['std']:.3f}", delta_color="off")
+    c2.metric("Accuracy", f"{m['accuracy']['mean']:.3f}", f"± {m['accuracy']['std']:.3f}", delta_color="off")
+    c3.metric("Macro-F1", f"{m['macro_f1']['mean']:.3f}", f"± {m['macro_f1']['std']:.3f}", delta_color="off")
+if cal:
+    c4.metric("ECE after calibration", f"{cal['ece_after']:.3f}", f"before {cal['ece_before']:.3f}", delta_color="off")
+
+st.markdown(f"**{card['name']}** — {card['architecture']}, {card.get('parameters', 0):,} parameters, "
+            f"labels: {', '.join(card['labels'])} ({card.get('label_set')}).")
+if m.get("protocol"):
+    st.markdown(f"**Protocol.** {m['protocol']}")
+if m.get("per_fold_uar"):
+    st.caption("UAR per fold: " + ", ".join(f"{u:.3f}" for u in m["per_fold_uar"]))
+data = card.get("data") or {}
+st.markdown(f"**Training data.** {data.get('corpus', '?')}: {data.get('clips', '?')} clips from "
+            f"{len(data.get('speakers', []))} speakers ({data.get('path', '')}).")
+st.markdown(f"**Licence.** {card.get('licence') or 'not stated'}")
+training = card.get("training") or {}
+if training.get("command"):
+    st.markdown("**Reproduce.**")
+    st.code(training["command"], language="bash")
+if cal:
+    st.markdown(f"**Uncertain.** {cal.get('uncertain_rule', '')} (margin {card.get('uncertain_margin', 0):.2f}; "
+                f"{cal.get('test_share_uncertain', 0):.0%} of held-out clips are reported as uncertain, and "
+                f"{(cal.get('test_accuracy_when_certain') or 0):.0%} of the others are right).")
+
+left, right = st.columns(2)
+if (folder / "cv_confusion.png").is_file():
+    left.image(str(folder / "cv_confusion.png"), caption="Confusion matrix, summed over the CV test folds")
+if (folder / "reliability.png").is_file():
+    right.image(str(folder / "reliability.png"), caption="Reliability diagram before and after temperature scaling")
+
+with st.expander("The whole card (card.json)"):
+    st.json(card)
