@@ -97,6 +97,9 @@ with st.expander("Settings", expanded=False):
         cmap = st.selectbox("Colour map", ["Viridis", "Magma", "Greys", "Cividis", "Inferno"], key="analyze_cmap")
         show_pitch = st.checkbox("Pitch (F0)", True, key="analyze_pitch")
         show_int = st.checkbox("Intensity", False, key="analyze_intensity")
+    h1, h2 = st.columns(2)
+    save_history = h1.checkbox("Save analyses to History", True, key="analyze_save")
+    keep_audio = h2.checkbox("…with their audio (kept only if you tick this)", False, key="analyze_keep_audio")
 
 if data is None:
     st.info("Upload a recording, record one, or open the demo dialogue.")
@@ -131,6 +134,18 @@ try:
 except SERError as exc:
     st.error(str(exc))
     st.stop()
+
+if save_history:
+    from ser.history import History
+
+    settings = {"model": model.id, "diarizer": analysis.provenance["diarizer"], "counts": counts,
+                "window_s": window_s, "hop_s": hop_s, "label_set": label_set}
+    try:
+        hist = History()
+        if hist.find(analysis.provenance["audio"]["sha256"], settings) is None:
+            hist.save(analysis, settings, audio=data if keep_audio else None, audio_name=name if keep_audio else None)
+    except SERError as exc:
+        st.warning(f"Not saved to History: {exc}")
 
 if analysis.provenance.get("no_speech"):
     st.warning("No speech found in this recording (voice activity detection heard only silence or noise).")

@@ -20,6 +20,7 @@ def app(tiny_model_dir, monkeypatch, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(tiny_model_dir, models / "default")
     monkeypatch.setattr("ser.models.MODELS_DIR", models)
+    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["device_choice"] = "cpu"

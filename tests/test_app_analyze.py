@@ -21,6 +21,7 @@ def page(tiny_model_dir, monkeypatch, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(tiny_model_dir, models / "default")
     monkeypatch.setattr("ser.models.MODELS_DIR", models)
+    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.session_state["device_choice"] = "cpu"
@@ -99,6 +100,7 @@ def test_models_page_shows_the_card_and_figures(tiny_model_dir, monkeypatch, tmp
     shutil.copytree(ROOT / "models" / "default", models / "default")
     shutil.copytree(tiny_model_dir, models / "tiny")
     monkeypatch.setattr("ser.models.MODELS_DIR", models)
+    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["device_choice"] = "cpu"
@@ -116,3 +118,12 @@ def test_models_page_shows_the_card_and_figures(tiny_model_dir, monkeypatch, tmp
     assert not at.exception and not at.metric  # an untrained model has no CV figures to show
     at.button(key="models_activate").click().run()
     assert at.session_state["model_choice"] == "tiny"
+
+
+def test_history_page_reopens_and_deletes(page):
+    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    assert not page.exception
+    page.switch_page("pages/history.py").run()
+    assert not page.exception and page.title[0].value == "History"
+    table = page.dataframe(key="history_table").value
+    assert len(table) == 1 and table["name"][0] == "demo_dialogue.wav" and not table["audio kept"][0]

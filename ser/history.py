@@ -1,0 +1,137 @@
+"""Saved analyses in a local SQLite database (WAL mode).
+
+Each row holds the audio's SHA-256, the settings, the Analysis JSON, the time, and the
+audio itself only when the user opted in. A row is written in one transaction after
+the analysis has finished, so killing the app mid-analysis leaves nothing half-written.
+
+The path: ``History(path)``, else ``$SER_HISTORY_DB``, else ``~/.cache/ser/history.sqlite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .analysis import Analysis
+from .errors import DataError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS analyses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    name TEXT NOT NULL,
+    audio_sha256 TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    settings TEXT NOT NULL,
+    result TEXT NOT NULL,
+    audio BLOB,
+    audio_name TEXT
+);
+CREATE INDEX IF NOT EXISTS analyses_audio ON analyses (audio_sha256);
+"""
+
+
+def default_path() -> Path:
+    env = os.environ.get("SER_HISTORY_DB")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ser" / "history.sqlite"
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    created: str
+    name: str
+    audio_sha256: str
+    duration_s: float
+    settings: dict
+    has_audio: bool
+    speakers: int
+    turns: int
+
+
+class History:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise DataError(f"Cannot open the history database {self.path}: {exc}. Set $SER_HISTORY_DB to a "
+                            "writable file.") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def save(self, analysis: Analysis, settings: dict, *, audio: bytes | None = None,
+             audio_name: str | None = None) -> int:
+        """Store a finished analysis (one transaction); returns its id."""
+        result = json.dumps(analysis.to_dict())
+        sha = analysis.provenance.get("audio", {}).get("sha256", "")
+        db = self._connect()
+        try:
+            with db:
+                cur = db.execute(
+                    "INSERT INTO analyses (created, name, audio_sha256, duration_s, settings, result, audio, audio_name)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.strftime("%Y-%m-%d %H:%M:%S"), analysis.name, sha, analysis.duration_s,
+                     json.dumps(settings, sort_keys=True, default=str), result, audio, audio_name))
+                return int(cur.lastrowid)
+        finally:
+            db.close()
+
+    def find(self, audio_sha256: str, settings: dict) -> int | None:
+        """The id of an analysis of this audio with exactly these settings, if saved."""
+        db = self._connect()
+        try:
+            row = db.execute("SELECT id FROM analyses WHERE audio_sha256 = ? AND settings = ? ORDER BY id DESC",
+                             (audio_sha256, json.dumps(settings, sort_keys=True, default=str))).fetchone()
+        finally:
+            db.close()
+        return int(row[0]) if row else None
+
+    def list(self) -> list[Entry]:
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT id, created, name, audio_sha256, duration_s, settings, audio IS NOT NULL, "
+                              "json_array_length(result, '$.turns'), "
+                              "(SELECT count(*) FROM json_each(result, '$.speakers')) "
+                              "FROM analyses ORDER BY id DESC").fetchall()
+        finally:
+            db.close()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), int(r[8] or 0), int(r[7] or 0))
+                for r in rows]
+
+    def get(self, entry_id: int) -> tuple[Analysis, dict, bytes | None]:
+        db = self._connect()
+        try:
+            row = db.execute("SELECT result, settings, audio FROM analyses WHERE id = ?", (entry_id,)).fetchone()
+        finally:
+            db.close()
+        if row is None:
+            raise DataError(f"No saved analysis with id {entry_id}.")
+        return Analysis.from_dict(json.loads(row[0])), json.loads(row[1]), row[2]
+
+    def delete(self, entry_id: int) -> bool:
+        db = self._connect()
+        try:
+            with db:
+                return db.execute("DELETE FROM analyses WHERE id = ?", (entry_id,)).rowcount > 0
+        finally:
+            db.close()
+
+    def check(self) -> str:
+        """SQLite's integrity check ("ok" when the file is sound)."""
+        db = self._connect()
+        try:
+            return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+        finally:
+            db.close()
