@@ -28,6 +28,7 @@ pg = st.navigation([
     st.Page("pages/analyze.py", title="Analyze a recording", icon="📈", default=True),
     st.Page("pages/classify.py", title="Classify a clip", icon="🎙️"),
     st.Page("pages/models.py", title="Models", icon="🧠"),
+    st.Page("pages/datasets.py", title="Datasets", icon="🗃️"),
     st.Page("pages/history.py", title="History", icon="🗂️"),
 ])
 pg.run()

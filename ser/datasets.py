@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .errors import DataError
 from .labels import EMOTIONS
@@ -246,3 +246,47 @@ def read_corpus(corpus: str, path: str | Path) -> list[Utterance]:
     except KeyError:
         raise DataError(f"Unknown corpus {corpus!r}; choose one of {', '.join(READERS)}.") from None
     return reader(path)
+
+
+def corpus_stats(utterances: Sequence[Utterance], *, trim_db: float = 40.0, max_decoded: int = 300,
+                 seed: int = 0) -> dict:
+    """Class and speaker counts of a corpus, and clip durations before and after silence trimming.
+
+    Durations before trimming come from file headers (every clip); after trimming, from
+    decoding a random sample of at most ``max_decoded`` clips (stated in the result)."""
+    import random
+
+    import soundfile as sf
+
+    from .audio import load_audio
+    from .features import trim_silence
+
+    by_label: dict[str, int] = {}
+    by_speaker: dict[str, int] = {}
+    by_gender: dict[str, int] = {}
+    for u in utterances:
+        by_label[u.label] = by_label.get(u.label, 0) + 1
+        by_speaker[u.speaker] = by_speaker.get(u.speaker, 0) + 1
+        by_gender[u.gender or "unknown"] = by_gender.get(u.gender or "unknown", 0) + 1
+    raw = []
+    for u in utterances:
+        try:
+            info = sf.info(str(u.path))
+            raw.append(info.frames / info.samplerate)
+        except (RuntimeError, OSError, sf.LibsndfileError):
+            continue
+    sample = list(utterances)
+    random.Random(seed).shuffle(sample)
+    sample = sample[:max_decoded]
+    before, after = [], []
+    for u in sample:
+        try:
+            a = load_audio(u.path)
+        except Exception:  # noqa: BLE001 - a bad clip is counted, not fatal, in an overview
+            continue
+        before.append(a.duration_s)
+        after.append(len(trim_silence(a.y, top_db=trim_db)) / a.sr)
+    return {"clips": len(utterances), "labels": dict(sorted(by_label.items())),
+            "speakers": dict(sorted(by_speaker.items())), "genders": by_gender,
+            "durations_s": raw, "sample_before_s": before, "sample_after_s": after,
+            "sample_size": len(before), "trim_db": trim_db}

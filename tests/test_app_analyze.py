@@ -127,3 +127,25 @@ def test_history_page_reopens_and_deletes(page):
     assert not page.exception and page.title[0].value == "History"
     table = page.dataframe(key="history_table").value
     assert len(table) == 1 and table["name"][0] == "demo_dialogue.wav" and not table["audio kept"][0]
+
+
+def test_datasets_page_explores_a_corpus_and_reveals(page, tmp_path):
+    root = tmp_path / "rav"
+    for actor in (1, 2):
+        d = root / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for emo in ("01", "05"):
+            y = np.concatenate([np.zeros(8000, np.float32), tone(1.0, freq=150 + 40 * actor), np.zeros(8000, np.float32)])
+            (d / f"03-01-{emo}-01-01-01-{actor:02d}.wav").write_bytes(encode(y, 16000, "wav"))
+    page.switch_page("pages/datasets.py").run()
+    page.text_input(key="datasets_folder").set_value(str(root)).run()
+    page.selectbox(key="datasets_corpus").set_value("ravdess").run()
+    assert not page.exception and not page.error
+    assert [m.value for m in page.metric][:2] == ["4", "2"]
+    durations = next(d.value for d in page.dataframe if "before trimming" in d.value.index)
+    assert durations.loc["before trimming", "mean"] == pytest.approx(2.0, abs=0.01)
+    assert durations.loc["after trimming", "mean"] < 1.5  # the silence is trimmed
+    page.button(key="datasets_reveal").click().run()
+    assert not page.exception and any("Intended emotion" in m.value for m in page.markdown)
+    page.text_input(key="datasets_folder").set_value(str(tmp_path / "nothing")).run()
+    assert not page.exception and page.error
