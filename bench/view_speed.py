@@ -1,0 +1,85 @@
+"""Upload-to-view time of the Analyze page in a real browser (Debian's headless Chromium).
+
+    python bench/view_speed.py [--minutes 1 10 60]
+
+For each recording built by bench/analyze_speed.py (real speech, bench/out/), a fresh
+app server is started, the file is uploaded through the page, and the clock runs until
+the plot is drawn and the status says "Analysed … in N s". Reported: total upload-to-view
+seconds; the analysis seconds the page reports; the time before the analysis (upload,
+decoding, first model load); and the "view after analysis" time, from the status
+turning to "Analysed" until the plot's panels are in the page (figure build, transfer,
+drawing). The figure payload comes from bench/view_payload.py. Figures go to bench/results/view_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "view_speed.json")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from analyze_speed import build_recording
+    from screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, start_app
+
+    rows = []
+    for minutes in args.minutes:
+        rec = build_recording(minutes, ROOT / "bench" / "out" / f"speech_{minutes:g}min.flac")
+        port = free_port()
+        proc = start_app(port)
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 1400})
+                page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle")
+                page.get_by_text("Analyze a recording").first.wait_for(timeout=120_000)
+                t0 = time.perf_counter()
+                page.locator("input[type=file]").first.set_input_files(rec["path"])
+                status = page.get_by_text(re.compile(r"Analysed [\d.]+ s in")).first
+                status.wait_for(timeout=900_000)
+                t_analysed = time.perf_counter()
+                page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot g.barlayer").first.wait_for(
+                    timeout=300_000)
+                page.locator(".js-plotly-plot g.barlayer path").first.wait_for(timeout=300_000)
+                t_view = time.perf_counter()
+                total = t_view - t0
+                m = re.search(r"in ([\d.]+) s", status.inner_text())
+                analysis_s = float(m.group(1)) if m else float("nan")
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        row = {"minutes": minutes, "upload_to_view_s": round(total, 1), "analysis_s": analysis_s,
+               "upload_decode_and_model_load_s": round(t_analysed - t0 - analysis_s, 1),
+               "view_after_analysis_s": round(t_view - t_analysed, 1)}
+        rows.append(row)
+        print(row, flush=True)
+    payload = {}
+    pf = ROOT / "bench" / "results" / "view_payload.json"
+    if pf.exists():
+        payload = {r["minutes"]: r["payload_mb"] for r in json.loads(pf.read_text())["runs"]}
+    for r in rows:
+        r["payload_mb"] = payload.get(r["minutes"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": "python bench/view_speed.py " + " ".join(sys.argv[1:]),
+                                    "note": args.note, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                    "runs": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
