@@ -121,6 +121,7 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        specs=[[{}], [{"secondary_y": True}], [{}], [{}]],
                         row_heights=[0.2, 0.34, 0.16, 0.3],
                         subplot_titles=("Waveform", "Mel spectrogram", "Speakers", "Emotion"))
     speakers = a.speakers
@@ -142,7 +143,9 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
         pt, f0 = pitch_track(y, sr)
         fig.add_trace(go.Scatter(x=pt.round(3), y=np.round(f0, 1), mode="lines", line=dict(color="#ffffff", width=1.5),
                                  name="F0 (Hz)", connectgaps=False,
-                                 hovertemplate="F0 %{y:.0f} Hz at %{x:.2f} s<extra></extra>"), row=2, col=1)
+                                 hovertemplate="F0 %{y:.0f} Hz at %{x:.2f} s<extra></extra>"), row=2, col=1,
+                      secondary_y=True)
+        fig.update_yaxes(title_text="F0 (Hz)", range=[50, 500], showgrid=False, row=2, col=1, secondary_y=True)
     if spec.intensity:
         it, db_i = intensity_track(y, sr)
         scaled = (db_i - np.nanmin(db_i)) / max(1e-9, np.nanmax(db_i) - np.nanmin(db_i)) * freqs.max()
@@ -177,11 +180,13 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
                                          hovertemplate=("%{text}<extra></extra>" if j == 0 else
                                                         f"{k}: %{{y:.0%}}<extra></extra>")),
                               row=4, col=1)
-    notes = [dict(x=(seg.start_s + seg.end_s) / 2, y=1.02, xref="x4", yref="y4 domain", showarrow=False,
+    emo = fig.get_subplot(4, 1)
+    ex, ey = emo.xaxis.plotly_name.replace("axis", ""), emo.yaxis.plotly_name.replace("axis", "")
+    notes = [dict(x=(seg.start_s + seg.end_s) / 2, y=1.02, xref=ex, yref=f"{ey} domain", showarrow=False,
                   text=f"{seg.emotion}?" if seg.uncertain else seg.emotion,
                   font=dict(size=10, color=colours.get(seg.speaker, "#333"))) for seg in a.segments]
     fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
-    fig.update_yaxes(title_text="Hz", row=2, col=1)
+    fig.update_yaxes(title_text="Hz", row=2, col=1, secondary_y=False)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=4, col=1)
     fig.update_xaxes(title_text="time (s)", range=[0, a.duration_s], row=4, col=1)
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), barmode="overlay",
