@@ -20,7 +20,9 @@ def test_default_model_folder_and_card():
     assert card["training"]["command"].startswith("ser train --data ../shared/data/ravdess16k --corpus ravdess")
     m = card["metrics"]
     assert "speaker-grouped 5-fold cross-validation over 20 speakers" in m["protocol"]
-    assert m["uar"]["mean"] >= 0.52, "the shipped model must reach UAR 0.52 in speaker-grouped CV"
+    assert m["uar"]["mean"] >= 0.62, "the shipped model must reach UAR 0.62 in speaker-grouped CV"
+    assert m["calibration"]["ece_after"] <= 0.05, "calibrated probabilities: ECE at most 0.05 on held-out folds"
+    assert (DEFAULT / "model.safetensors").stat().st_size <= 25 * 1024 * 1024
     assert len(m["per_fold_uar"]) == 5
     assert card["data"]["speakers"] == [f"ravdess:{a:02d}" for a in range(1, 21)]  # never 21-24
 
