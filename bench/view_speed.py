@@ -57,12 +57,16 @@ def main() -> None:
                 page.locator("input[type=file]").first.wait_for(state="attached", timeout=60_000)
                 t0 = time.perf_counter()
                 page.locator("input[type=file]").first.set_input_files(rec["path"])
-                status = page.get_by_text(re.compile(r"Analysed [\d.]+ s in")).first
+                dur = f"{rec['duration_s']:.1f}"
+                status = page.get_by_text(re.compile(rf"Analysed {re.escape(dur)} s in")).first
                 status.wait_for(timeout=900_000)
                 t_analysed = time.perf_counter()
-                page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot g.barlayer").first.wait_for(
-                    timeout=300_000)
-                page.locator(".js-plotly-plot g.barlayer path").first.wait_for(timeout=300_000)
+                # the new figure is in the page when a plot's time axis ends at this recording's duration
+                page.wait_for_function(
+                    """(d) => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.layout &&
+                        Object.keys(p.layout).some(k => k.startsWith('xaxis') && p.layout[k].range &&
+                        Math.abs(p.layout[k].range[1] - d) < 0.2) && p.querySelector('g.barlayer path'))""",
+                    arg=float(rec["duration_s"]), timeout=300_000, polling=50)
                 t_view = time.perf_counter()
                 total = t_view - t0
                 m = re.search(r"in ([\d.]+) s", status.inner_text())
