@@ -70,12 +70,37 @@ def test_upload_of_speech(page):
     assert len(page.dataframe(key="analyze_table").value) >= 2
 
 
-@pytest.mark.parametrize("name,data,message", [
+def _nan_wav():
+    y = tone(1.0)
+    y[100], y[200] = np.nan, np.inf
+    return encode(y, 16_000, "wav", subtype="FLOAT")
+
+
+def _cut(fmt):
+    data = encode(tone(2.0), 16_000, fmt)
+    return data[: len(data) // 2]
+
+
+# every rejection of the audio door that an upload can trigger (tests/test_audio.py)
+BAD_UPLOADS = [
     ("empty.wav", b"", "empty"),
     ("notes.wav", b"hello " * 200, "could not be decoded"),
+    # the uploader only accepts audio extensions (Streamlit checks them); a renamed image gets past that
+    ("photo.wav", b"\x89PNG\r\n\x1a\n" + bytes(1000), "photo.wav"),
+    ("junk.wav", np.random.default_rng(0).bytes(4000), "could not be decoded"),
+    ("cut.wav", _cut("wav"), "truncated"),
+    ("cut.flac", _cut("flac"), "cut.flac"),
+    ("cut.mp3", _cut("mp3"), "cut.mp3"),
+    ("cut.webm", _cut("webm"), "cut.webm"),
+    ("header.wav", encode(tone(1.0), 16_000, "wav")[:44], "header.wav"),
+    ("nan.wav", _nan_wav(), "invalid samples"),
+    ("blip.wav", encode(tone(0.2), 16_000, "wav"), "at least 0.50 s"),
     ("silence.wav", encode(tone(1.0) * 0, 16_000, "wav"), "digital silence"),
-    ("cut.wav", encode(tone(2.0), 16_000, "wav")[:5000], "truncated"),
-])
+    ("low.wav", encode(tone(1.0, 4_000), 4_000, "wav"), "4000 Hz"),
+]
+
+
+@pytest.mark.parametrize("name,data,message", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
 def test_bad_upload_shows_an_error_and_the_page_stays_usable(page, name, data, message):
     page.file_uploader(key="analyze_upload").upload(name, data, "audio/wav").run()
     assert not page.exception
