@@ -19,11 +19,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists() a
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
     from screenshot import free_port, start_app
 
+    old = os.environ.get("SER_HISTORY_DB")
+    os.environ["SER_HISTORY_DB"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")  # not the user's
     port = free_port()
-    proc = start_app(port)
+    try:
+        proc = start_app(port)
+    finally:
+        if old is None:
+            os.environ.pop("SER_HISTORY_DB")
+        else:
+            os.environ["SER_HISTORY_DB"] = old
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=20)
