@@ -36,7 +36,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from analyze_speed import build_recording
-    from screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, start_app
+    from screenshot import free_port, open_analyze_page, start_app
 
     rows = []
     for minutes in args.minutes:
@@ -45,10 +45,7 @@ def main() -> None:
         proc = start_app(port)
         try:
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 1400})
-                page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle")
-                page.get_by_text("Analyze a recording").first.wait_for(timeout=120_000)
+                browser, page = open_analyze_page(pw, f"http://127.0.0.1:{port}")
                 # warm-up: the demo dialogue loads the models and the browser's plotting code once,
                 # as in a session where the user has already looked at one recording
                 page.locator("label").filter(has_text="Demo dialogue").first.click(timeout=60_000)

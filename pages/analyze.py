@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import tempfile
+import json
 from pathlib import Path
 
 import streamlit as st
@@ -155,7 +154,25 @@ from ser.figures import SpectrogramSettings, analysis_figure  # noqa: E402
 
 spec = SpectrogramSettings(n_mels=n_mels, fmax=float(fmax), dynamic_range_db=float(dyn), colormap=cmap,
                            pitch=show_pitch, intensity=show_int)
-fig = analysis_figure(audio.y, audio.sr, analysis, spec=spec, overlay=overlay)
+# Everything below reruns on each click (a row to play, a point on the chart); the figure and the
+# export files are computed once per analysis and display settings.
+VIEW_KEY = json.dumps([analysis.provenance["audio"]["sha256"], analysis.provenance["model"]["id"],
+                       analysis.provenance["diarizer"], counts, window_s, hop_s, label_set], sort_keys=True, default=str)
+
+
+@st.cache_data(max_entries=4, show_spinner="Drawing…")
+def build_figure(view_key: str, spec: SpectrogramSettings, overlay: str, _audio, _analysis):
+    return analysis_figure(_audio.y, _audio.sr, _analysis, spec=spec, overlay=overlay)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def downloads(view_key: str, stem: str, _analysis) -> dict:
+    from ser.exports import export_bytes
+
+    return export_bytes(_analysis, stem=stem)
+
+
+fig = build_figure(VIEW_KEY, spec, overlay, audio, analysis)
 event = st.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode="points",
                         config={"displaylogo": False})
 
@@ -192,21 +209,13 @@ else:
 
 # --- per speaker ---------------------------------------------------------------------------
 st.subheader("Speakers")
-summary = analysis.speaker_summary()
-if summary:
-    st.dataframe(pd.DataFrame([{"speaker": spk, "talk time (s)": round(v["talk_time_s"], 1), "turns": v["turns"],
-                                "dominant emotion": v["dominant_emotion"] or "–",
-                                **{k: round(p, 3) for k, p in v["mean_probabilities"].items()}}
-                               for spk, v in summary.items()]), hide_index=True, key="analyze_speakers")
+speaker_rows = analysis.speaker_rows()
+if speaker_rows:
+    st.dataframe(pd.DataFrame(speaker_rows), hide_index=True, key="analyze_speakers")
 
 # --- exports -------------------------------------------------------------------------------
 st.subheader("Export")
-from ser.exports import EXTENSIONS, WRITERS  # noqa: E402
-
-stem = Path(name).stem or "analysis"
-cols = st.columns(len(WRITERS))
-with tempfile.TemporaryDirectory() as tmp:
-    for col, (fmt, writer) in zip(cols, WRITERS.items()):
-        path = writer(analysis, Path(tmp) / f"{stem}.{EXTENSIONS[fmt]}")
-        col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", io.BytesIO(path.read_bytes()),
-                            file_name=path.name, mime=EXT[fmt], key=f"analyze_dl_{fmt}")
+files = downloads(VIEW_KEY, Path(name).stem or "analysis", analysis)
+for col, (fmt, (file_name, payload)) in zip(st.columns(len(files)), files.items()):
+    col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
+                        mime=EXT[fmt], key=f"analyze_dl_{fmt}")

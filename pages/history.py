@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -37,20 +35,13 @@ if not chosen:
     st.stop()
 
 
-def summary_frame(a) -> pd.DataFrame:
-    return pd.DataFrame([{"speaker": spk, "talk time (s)": round(v["talk_time_s"], 1), "turns": v["turns"],
-                          "dominant emotion": v["dominant_emotion"] or "–",
-                          **{k: round(p, 3) for k, p in v["mean_probabilities"].items()}}
-                         for spk, v in a.speaker_summary().items()])
-
-
 if len(chosen) >= 2:
     st.subheader("Compare")
     cols = st.columns(len(chosen[:3]))
     for col, e in zip(cols, chosen[:3]):
         a, settings, _ = hist.get(e.id)
         col.markdown(f"**#{e.id} {e.name}** — {e.created}, {settings.get('model')}")
-        col.dataframe(summary_frame(a), hide_index=True, key=f"history_cmp_{e.id}")
+        col.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key=f"history_cmp_{e.id}")
     st.stop()
 
 e = chosen[0]
@@ -69,19 +60,18 @@ if audio:
     st.audio(audio)
     y = load_audio(audio, name=e.name)
     st.plotly_chart(analysis_figure(y.y, y.sr, a), key="history_chart")
-st.dataframe(summary_frame(a), hide_index=True, key="history_speakers")
+st.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key="history_speakers")
 st.dataframe(pd.DataFrame([{"start (s)": s.start_s, "end (s)": s.end_s, "speaker": s.speaker,
                             "emotion": f"{s.emotion}?" if s.uncertain else s.emotion} for s in a.segments]),
              hide_index=True, key="history_segments")
 
-from ser.exports import EXTENSIONS, WRITERS  # noqa: E402
+from ser.exports import export_bytes  # noqa: E402
 
-cols = st.columns(len(WRITERS) + 1)
-with tempfile.TemporaryDirectory() as tmp:
-    for col, (fmt, writer) in zip(cols, WRITERS.items()):
-        path = writer(a, Path(tmp) / f"{Path(e.name).stem}.{EXTENSIONS[fmt]}")
-        col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", io.BytesIO(path.read_bytes()),
-                            file_name=path.name, key=f"history_dl_{fmt}")
+files = export_bytes(a, stem=Path(e.name).stem or "analysis")
+cols = st.columns(len(files) + 1)
+for col, (fmt, (file_name, payload)) in zip(cols, files.items()):
+    col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
+                        key=f"history_dl_{fmt}")
 if cols[-1].button("Delete", key="history_delete", type="secondary"):
     hist.delete(e.id)
     st.rerun()

@@ -44,6 +44,15 @@ def start_app(port: int) -> subprocess.Popen:
     raise SystemExit("the app did not start")
 
 
+def open_analyze_page(pw, url: str, *, width: int = 1280, height: int = 1400):
+    """Launch Debian's Chromium, open the app at ``url`` and wait for the Analyze page; (browser, page)."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url, wait_until="networkidle")
+    page.get_by_text("Analyze a recording").first.wait_for(timeout=120_000)
+    return browser, page
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("recording", nargs="?", help="an audio file to upload (default: the demo dialogue)")
@@ -55,10 +64,7 @@ def main() -> None:
     proc = start_app(port)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1500})
-            page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle")
-            page.get_by_text("Analyze a recording").first.wait_for(timeout=60_000)
+            browser, page = open_analyze_page(pw, f"http://127.0.0.1:{port}", height=1500)
             if args.recording:
                 page.locator("input[type=file]").first.set_input_files(args.recording)
             else:

@@ -39,6 +39,16 @@ class EmotionSegment:
         return self.end_s - self.start_s
 
 
+def to_annotation(turns, uri: str = "audio"):
+    """A pyannote.core Annotation of turns (anything with start_s, end_s, speaker): for RTTM and scoring."""
+    from pyannote.core import Annotation, Segment
+
+    ann = Annotation(uri=uri)
+    for i, t in enumerate(turns):
+        ann[Segment(t.start_s, t.end_s), i] = t.speaker
+    return ann
+
+
 @dataclass
 class Analysis:
     name: str
@@ -66,6 +76,13 @@ class Analysis:
                         "mean_probabilities": mean,
                         "dominant_emotion": max(mean, key=mean.get) if weight else None}
         return out
+
+    def speaker_rows(self) -> list[dict]:
+        """The per-speaker summary as table rows (one per speaker, a column per label)."""
+        return [{"speaker": spk, "talk time (s)": round(v["talk_time_s"], 1), "turns": v["turns"],
+                 "dominant emotion": v["dominant_emotion"] or "–",
+                 **{k: round(p, 3) for k, p in v["mean_probabilities"].items()}}
+                for spk, v in self.speaker_summary().items()]
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "name": self.name, "duration_s": self.duration_s, "labels": list(self.labels),

@@ -227,33 +227,31 @@ def _fmt_bytes(n: float) -> str:
 _WAV_UNKNOWN_SIZE = 0x7FFFF000  # placeholders written by streaming writers: 0x7FFFFFFF, 0xFFFFFFFF
 
 
-def _wav_streamed(data: bytes) -> bool:
-    """A RIFF/WAVE header whose ``data`` size is a placeholder (the writer did not know the length)."""
+def _wav_data_chunk(data: bytes) -> tuple[int, int] | None:
+    """(offset, declared size) of a RIFF/WAVE file's ``data`` chunk; None when not WAV or not found."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return False
+        return None
     pos = 12
     while pos + 8 <= len(data):
         chunk_id, chunk_size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
         if chunk_id == b"data":
-            return chunk_size == 0 or chunk_size >= _WAV_UNKNOWN_SIZE
+            return pos, chunk_size
         pos += 8 + chunk_size + (chunk_size & 1)
-    return False
+    return None
 
 
-def _wav_missing_bytes(data: bytes, size: int) -> int:
-    """For a RIFF/WAVE file, how many bytes of the ``data`` chunk its header promises
-    but the file lacks (0 when complete, streamed with an unknown size, or not WAV)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+def _wav_streamed(chunk: tuple[int, int] | None) -> bool:
+    """The ``data`` size is a placeholder: the writer did not know the length (espeak-ng, ffmpeg pipes)."""
+    return chunk is not None and (chunk[1] == 0 or chunk[1] >= _WAV_UNKNOWN_SIZE)
+
+
+def _wav_missing_bytes(chunk: tuple[int, int] | None, size: int) -> int:
+    """How many bytes of the ``data`` chunk the header promises but the file lacks
+    (0 when complete, streamed with an unknown size, or not WAV)."""
+    if chunk is None or _wav_streamed(chunk):
         return 0
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id, chunk_size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        if chunk_id == b"data":
-            if chunk_size == 0 or chunk_size >= _WAV_UNKNOWN_SIZE:  # streamed (espeak-ng, ffmpeg pipes): size unknown
-                return 0
-            return max(0, chunk_size - (size - pos - 8))
-        pos += 8 + chunk_size + (chunk_size & 1)
-    return 0
+    pos, declared = chunk
+    return max(0, declared - (size - pos - 8))
 
 
 def _check_rate(source_sr: int, label: str) -> None:
@@ -327,8 +325,9 @@ def _decode_soundfile(src: _Source, label: str, sr: int, limits: AudioLimits) ->
                 _check_duration(read / source_sr, label, limits)
             resampler.push(block)
         codec = f"{f.format}/{f.subtype}".lower()
-    missing = _wav_missing_bytes(src.head(), src.size)
-    if (frames > 0 and read < frames and not _wav_streamed(src.head())) or missing:
+    chunk = _wav_data_chunk(src.head())
+    missing = _wav_missing_bytes(chunk, src.size)
+    if (frames > 0 and read < frames and not _wav_streamed(chunk)) or missing:
         if missing:
             frames = read + missing // _bytes_per_frame(codec, channels)
         raise AudioError(

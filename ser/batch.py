@@ -78,6 +78,20 @@ def _resources(opts: BatchOptions):
     return _STATE.model, _STATE.diarizer
 
 
+def prepare(opts: BatchOptions):
+    """Load the model and diarizer for ``opts`` once in this process (errors surface before any file)."""
+    return _resources(opts)
+
+
+def _summary_fields(d: dict) -> dict:
+    """The summary-row fields of an Analysis JSON."""
+    prov = d.get("provenance", {})
+    return {"status": "no speech" if prov.get("no_speech") else "ok", "duration_s": d["duration_s"],
+            "speakers": len(d["speakers"]), "turns": len(d["turns"]),
+            "unscored_turns": len(prov.get("unscored_turns", [])),
+            "dominant_emotions": ";".join(f"{s}={v['dominant_emotion']}" for s, v in d["speakers"].items())}
+
+
 def output_stem(path: Path, root: Path | None) -> str:
     """Output name: the path relative to the input folder (subfolders joined by "__"), without suffix."""
     if root is not None:
@@ -126,11 +140,7 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
             WRITERS[fmt](a, tmp)
             os.replace(tmp, final)
             written.append(final.name)
-        summary = a.speaker_summary()
-        row.update(duration_s=a.duration_s, speakers=len(a.speakers), turns=len(a.turns),
-                   unscored_turns=len(a.provenance.get("unscored_turns", [])),
-                   dominant_emotions=";".join(f"{s}={v['dominant_emotion']}" for s, v in summary.items()),
-                   outputs=";".join(written), status="no speech" if a.provenance.get("no_speech") else "ok")
+        row.update(_summary_fields(a.to_dict()), outputs=";".join(written))
     except SERError as exc:
         row.update(status="error", error=str(exc))
     row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -209,11 +219,7 @@ def write_summary(out: Path, files: Sequence[Path], stems: dict[Path, str], new_
             jp = out / f"{stems[f]}.json"
             if is_done(jp, opts):
                 d = json.loads(jp.read_text(encoding="utf-8"))
-                row = {"file": str(f), "status": "no speech" if d["provenance"].get("no_speech") else "ok",
-                       "duration_s": d["duration_s"], "speakers": len(d["speakers"]), "turns": len(d["turns"]),
-                       "unscored_turns": len(d["provenance"].get("unscored_turns", [])),
-                       "dominant_emotions": ";".join(f"{s}={v['dominant_emotion']}" for s, v in d["speakers"].items()),
-                       "outputs": "(earlier run)", "error": "", "seconds": ""}
+                row = {"file": str(f), **_summary_fields(d), "outputs": "(earlier run)", "error": "", "seconds": ""}
             else:
                 row = {"file": str(f), "status": "error", "error": "no result"}
         rows.append(row)

@@ -138,7 +138,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".mp4", ".aiff", ".aif"}
+def _audio_exts() -> set[str]:
+    """Suffixes a folder scan picks up: the audio door's formats plus their common aliases."""
+    from .audio import SUPPORTED_FORMATS
+
+    return {f".{f}" for f in SUPPORTED_FORMATS} | {".oga", ".mp4", ".aiff", ".aif"}
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], dict[Path, Path]]:
@@ -151,7 +155,8 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], dict[Path, Path]]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+            exts = _audio_exts()
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
             out.extend(found)
             roots.update({f: p for f in found})
         elif any(c in item for c in "*?[") and not p.exists():
@@ -181,10 +186,9 @@ def _stage_bar(name: str):
 def cmd_analyze(args: argparse.Namespace) -> int:
     import os
 
-    from .batch import BatchOptions, analyze_file, is_done, output_stem, run_batch
+    from .batch import BatchOptions, analyze_file, is_done, output_stem, prepare, run_batch
     from .diarization import check_speaker_counts
     from .exports import FORMATS
-    from .models import load_model
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
@@ -201,7 +205,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                         max_speakers=args.max_speakers, window_s=args.window, hop_s=args.hop,
                         label_set=args.label_set, threads=args.threads or int(os.environ.get("SER_THREADS", "0") or 0))
     out = Path(args.out)
-    load_model(args.model, device=args.device)  # a missing or broken model fails once, before any file
+    prepare(opts)  # loads the model once here; a missing or broken model fails before any file
     if args.force:
         for f in files:
             (out / f"{output_stem(f, roots.get(f))}.json").unlink(missing_ok=True)

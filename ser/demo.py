@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .analysis import to_annotation  # noqa: F401  (reference turns as an Annotation)
 from .features import trim_silence
 
 
@@ -48,15 +49,6 @@ def conversation(clips: Sequence[tuple[np.ndarray, str, str | None]], *, sr: int
     out = np.concatenate(pieces)
     out += (10 ** (noise_dbfs / 20) * rng.standard_normal(len(out))).astype(np.float32)
     return out, turns
-
-
-def to_annotation(turns: Sequence[Turn], uri: str = "demo"):
-    from pyannote.core import Annotation, Segment
-
-    ann = Annotation(uri=uri)
-    for i, t in enumerate(turns):
-        ann[Segment(t.start_s, t.end_s), i] = t.speaker
-    return ann
 
 
 DIALOGUE = [  # (speaker, espeak-ng voice, pitch 0-99, words per minute, text)

@@ -24,13 +24,13 @@ is set by the user.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .analysis import SpeakerTurn
+from .analysis import SpeakerTurn, to_annotation  # noqa: F401  (re-exported for scoring)
 from .errors import ConfigError, ModelError
 
 FRAME_S = 0.01  # 10 ms frames for VAD regions, mel frames and resegmentation
@@ -95,7 +95,6 @@ class Embeddings:
     vectors: np.ndarray  # (W, D) unit-norm embeddings
     n_frames: int
     duration_s: float = 0.0
-    meta: dict = field(default_factory=dict)
 
 
 _VAD = None
@@ -558,12 +557,3 @@ def get_diarizer(name: str = "builtin", **kwargs: Any) -> Diarizer:
     if name == "pyannote":
         return PyannoteDiarizer(**kwargs)
     raise ConfigError(f"Unknown diarizer {name!r}; choose builtin or pyannote.")
-
-
-def to_annotation(turns: list[SpeakerTurn], uri: str = "audio"):
-    """pyannote.core Annotation of the turns (for scoring and RTTM)."""
-    from pyannote.core import Annotation, Segment
-    ann = Annotation(uri=uri)
-    for i, t in enumerate(turns):
-        ann[Segment(t.start_s, t.end_s), i] = t.speaker
-    return ann

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .analysis import Analysis, EmotionSegment
+from .analysis import Analysis, EmotionSegment, to_annotation
 
 FORMATS = ("json", "csv", "rttm", "textgrid", "eaf", "audacity")
 EXTENSIONS = {"json": "json", "csv": "csv", "rttm": "rttm", "textgrid": "TextGrid", "eaf": "eaf", "audacity": "txt"}
@@ -44,13 +44,8 @@ def write_csv(a: Analysis, path: Path) -> Path:
 
 
 def write_rttm(a: Analysis, path: Path) -> Path:
-    from pyannote.core import Annotation, Segment
-
-    ann = Annotation(uri=a.name.replace(" ", "_") or "audio")
-    for i, t in enumerate(a.turns):
-        ann[Segment(t.start_s, t.end_s), i] = t.speaker
     with open(path, "w", encoding="utf-8") as f:
-        ann.write_rttm(f)
+        to_annotation(a.turns, uri=a.name.replace(" ", "_") or "audio").write_rttm(f)
     return path
 
 
@@ -124,3 +119,12 @@ def export(a: Analysis, out_dir: str | Path, formats: list[str] | tuple[str, ...
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or a.name or "analysis"
     return {f: WRITERS[f](a, out / f"{stem}.{EXTENSIONS[f]}") for f in formats}
+
+
+def export_bytes(a: Analysis, formats: list[str] | tuple[str, ...] = FORMATS, *,
+                 stem: str | None = None) -> dict[str, tuple[str, bytes]]:
+    """Each format in memory, for downloads: {format: (file name, bytes)}."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return {f: (p.name, p.read_bytes()) for f, p in export(a, tmp, formats, stem=stem).items()}

@@ -23,17 +23,12 @@ import numpy as np
 from . import __version__
 from .analysis import Analysis, EmotionSegment, SpeakerTurn
 from .audio import Audio, load_audio
-from .diarization import BuiltinDiarizer, Diarizer, check_speaker_counts, get_diarizer
+from .diarization import BuiltinDiarizer, Diarizer, Progress, _noop, check_speaker_counts, get_diarizer
 from .errors import ConfigError
 
-Progress = Callable[[str, float], None]
 
 DEFAULT_WINDOW_S = 2.0
 DEFAULT_HOP_S = 1.0
-
-
-def _noop(stage: str, frac: float) -> None:
-    pass
 
 
 class StageCache:

@@ -296,8 +296,11 @@ def split(clips: Sequence[Clip], folds: dict[str, int], test_fold: int | None, v
 
 
 def cross_validate(clips: Sequence[Clip], labels: Sequence[str], cfg: TrainConfig, *,
-                   log: Callable[[str], None] | None = None, progress: Progress | None = None) -> dict:
-    """Speaker-grouped k-fold CV; returns per-fold and summary metrics plus test logits."""
+                   log: Callable[[str], None] | None = None, progress: Progress | None = None,
+                   on_fold: Callable[[int, dict], None] | None = None) -> dict:
+    """Speaker-grouped k-fold CV; returns per-fold and summary metrics plus test logits.
+
+    ``on_fold(k, metrics)`` is called after each fold; it may raise to stop early (``ser tune``'s pruning)."""
     folds = speaker_folds([c.speaker for c in clips], cfg.folds)
     fold_metrics, per_clip = [], []
     for k in range(cfg.folds):
@@ -325,6 +328,8 @@ def cross_validate(clips: Sequence[Clip], labels: Sequence[str], cfg: TrainConfi
             log(f"fold {k + 1}: test UAR {m['uar']:.3f}  acc {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}")
         if progress:
             progress("fold", k + 1, cfg.folds)
+        if on_fold:
+            on_fold(k, m)
     summary = summarize_folds(fold_metrics)
     return {"protocol": protocol_text(cfg, clips), "labels": list(labels), "summary": summary,
             "folds": fold_metrics, "clips": per_clip}

@@ -59,8 +59,7 @@ def run_tuning(data: str | Path, corpus: str, base: TrainConfig, *, trials: int,
     import optuna
 
     from .datasets import read_corpus
-    from .train import (add_pitch_shifts, classification_metrics, fit, predict_logits, prepare_clips,
-                        speaker_folds, split)
+    from .train import add_pitch_shifts, cross_validate, prepare_clips
 
     if trials < 1:
         raise ConfigError("--trials must be at least 1.")
@@ -80,22 +79,21 @@ def run_tuning(data: str | Path, corpus: str, base: TrainConfig, *, trials: int,
     clips, labels = prepare_clips(utterances, base, need_pooled=need_pooled)
     if not need_pooled and base.pitch_semitones > 0:
         add_pitch_shifts(clips, base.pitch_semitones)
-    folds = speaker_folds([c.speaker for c in clips], base.folds)
 
     def objective(trial: Any) -> float:
         cfg = suggest(trial, base)
-        uars = []
-        for k in range(cfg.folds):
-            train, val, test = split(clips, folds, k, (k + 1) % cfg.folds)
-            net, info = fit(train, val, labels, cfg)
-            m = classification_metrics([c.label for c in test], predict_logits(net, test).argmax(1), labels)
+        uars: list[float] = []
+
+        def report(k: int, m: dict) -> None:
             uars.append(m["uar"])
             trial.report(float(np.mean(uars)), k)
             log(f"trial {trial.number} fold {k + 1}/{cfg.folds}: UAR {m['uar']:.3f} (mean so far {np.mean(uars):.3f})")
             if trial.should_prune():
                 raise optuna.TrialPruned()
+
+        result = cross_validate(clips, labels, cfg, on_fold=report)
         trial.set_user_attr("fold_uar", uars)
-        return float(np.mean(uars))
+        return float(result["summary"]["uar"]["mean"])
 
     def write_best(study: Any, _trial: Any) -> None:
         try:

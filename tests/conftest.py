@@ -42,5 +42,28 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def make_app(tiny_model_dir, monkeypatch, tmp_path):
+    """The dashboard under AppTest with the given model folders (default: the tiny model as
+    "default"), History in a temporary file, CPU; returns it after its first run."""
+
+    def make(models: dict[str, Path] | None = None, timeout: float = 180):
+        import shutil
+
+        from streamlit.testing.v1 import AppTest
+
+        root = tmp_path / "models"
+        for name, src in (models or {"default": tiny_model_dir}).items():
+            shutil.copytree(src, root / name)
+        monkeypatch.setattr("ser.models.MODELS_DIR", root)
+        monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
+        monkeypatch.chdir(ROOT)
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+        at.session_state["device_choice"] = "cpu"
+        return at.run()
+
+    return make
+
+
+@pytest.fixture
 def speech_like() -> np.ndarray:
     return tone(2.0, 16_000, freq=180.0)

@@ -3,29 +3,14 @@ errors for bad files while the page stays usable."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from audiogen import encode, tone
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture
-def app(tiny_model_dir, monkeypatch, tmp_path):
-    from streamlit.testing.v1 import AppTest
-
-    models = tmp_path / "models"
-    shutil.copytree(tiny_model_dir, models / "default")
-    monkeypatch.setattr("ser.models.MODELS_DIR", models)
-    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
-    monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["device_choice"] = "cpu"
-    at.run()
-    return at.switch_page("pages/classify.py").run()
+def app(make_app):
+    return make_app(timeout=60).switch_page("pages/classify.py").run()
 
 
 def test_app_renders_with_the_default_model(app):

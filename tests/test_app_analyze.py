@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def page(tiny_model_dir, monkeypatch, tmp_path):
-    from streamlit.testing.v1 import AppTest
-
-    models = tmp_path / "models"
-    shutil.copytree(tiny_model_dir, models / "default")
-    monkeypatch.setattr("ser.models.MODELS_DIR", models)
-    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
-    monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["device_choice"] = "cpu"
-    return at.run()
+def page(make_app):
+    return make_app()
 
 
 def test_analyze_is_the_default_page_and_waits_for_audio(page):
@@ -117,19 +107,10 @@ def test_noise_only_says_no_speech(page):
     assert any("No speech found" in w.value for w in page.warning)
 
 
-def test_models_page_shows_the_card_and_figures(tiny_model_dir, monkeypatch, tmp_path):
+def test_models_page_shows_the_card_and_figures(make_app, tiny_model_dir, tmp_path):
     """The shipped default model's card (real CV figures) next to the tiny test model."""
-    from streamlit.testing.v1 import AppTest
-
+    at = make_app({"default": ROOT / "models" / "default", "tiny": tiny_model_dir})
     models = tmp_path / "models"
-    shutil.copytree(ROOT / "models" / "default", models / "default")
-    shutil.copytree(tiny_model_dir, models / "tiny")
-    monkeypatch.setattr("ser.models.MODELS_DIR", models)
-    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
-    monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["device_choice"] = "cpu"
-    at.run()
     at.switch_page("pages/models.py").run()
     assert not at.exception and not at.error
     assert at.title[0].value == "Models"

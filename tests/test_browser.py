@@ -40,13 +40,10 @@ def app_url(tmp_path_factory):
 def test_upload_draws_the_four_panels(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from screenshot import CHROMIUM_ARGS
+    from screenshot import open_analyze_page
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(app_url, wait_until="networkidle")
-        page.get_by_text("Analyze a recording").first.wait_for(timeout=90_000)
+        browser, page = open_analyze_page(pw, app_url)
         page.locator("input[type=file]").first.set_input_files(str(ROOT / "assets" / "demo_dialogue.wav"))
         plot = page.locator(".js-plotly-plot").first
         plot.wait_for(timeout=300_000)
