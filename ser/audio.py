@@ -203,8 +203,11 @@ def _sniff_non_audio(data: bytes) -> str:
             return kind
     head = data[:4096]
     try:
-        head.decode("utf-8")
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
+        return ""
+    # valid UTF-8 is not enough: a binary header full of zero bytes decodes too
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
         return ""
     return "a text file"
 

@@ -184,3 +184,9 @@ def test_streamed_wav_with_unknown_length_is_accepted(placeholder):
     # a real cut is still reported
     with pytest.raises(AudioError, match="truncated"):
         load_audio(encode(tone(1.5), 16_000, "wav")[:20000])
+
+
+def test_broken_wav_header_is_not_called_text():
+    """Zero bytes are valid UTF-8; a RIFF header padded with them is a corrupt file, not a text file."""
+    msg = _err(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20), name="bad.wav")
+    assert "bad.wav" in msg and "text file" not in msg
