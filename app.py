@@ -26,7 +26,7 @@ with st.sidebar:
 
 pg = st.navigation([
     st.Page("pages/analyze.py", title="Analyze a recording", icon="📈", default=True),
-    st.Page("pages/classify.py", title="Classify a clip", icon="🎙️"),
+    st.Page("pages/live.py", title="Live", icon="🎙️"),
     st.Page("pages/models.py", title="Models", icon="🧠"),
     st.Page("pages/datasets.py", title="Datasets", icon="🗃️"),
     st.Page("pages/history.py", title="History", icon="🗂️"),

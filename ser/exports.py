@@ -128,3 +128,29 @@ def export_bytes(a: Analysis, formats: list[str] | tuple[str, ...] = FORMATS, *,
 
     with tempfile.TemporaryDirectory() as tmp:
         return {f: (p.name, p.read_bytes()) for f, p in export(a, tmp, formats, stem=stem).items()}
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """Flat rows (dicts with the same keys) as CSV text: the Live page's clip list and timeline."""
+    import io
+
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def clips_zip(clips: list[tuple[str, bytes]], table: str, table_name: str = "clips.csv") -> bytes:
+    """A ZIP of named audio clips plus a results table (CSV text)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(table_name, table)
+        for name, data in clips:
+            z.writestr(name, data)
+    return buf.getvalue()

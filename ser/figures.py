@@ -197,3 +197,52 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
 def figure_payload_bytes(fig) -> int:
     """Size of the figure's JSON as sent to the browser."""
     return len(fig.to_json().encode())
+
+
+# --- small charts for the Live page (Vega-Lite through Altair: light enough to redraw twice a second)
+NO_SPEECH = "no speech"
+NO_SPEECH_COLOUR = "#eceff1"
+
+
+def probability_bars(probs: dict[str, float]):
+    """Horizontal probability bars, most probable first, coloured per emotion (an Altair chart)."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame({"emotion": list(probs), "probability": [float(v) for v in probs.values()]})
+    colours = alt.Scale(domain=list(probs), range=[EMOTION_COLOURS.get(k, "#90a4ae") for k in probs])
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("emotion:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelFontSize=15)),
+        color=alt.Color("emotion:N", scale=colours, legend=None),
+        tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
+    ).properties(height=34 * len(df))
+
+
+def live_timeline(updates, labels: list[str], *, span_s: float = 30.0):
+    """Stacked emotion probabilities of the last ``span_s`` seconds of live updates, one column
+    per window end; windows without speech are a grey "no speech" band (an Altair chart)."""
+    import altair as alt
+    import pandas as pd
+
+    rows = []
+    end = updates[-1].end_s if updates else span_s
+    for u in updates:
+        if u.end_s < end - span_s:
+            continue
+        if u.no_speech:
+            rows += [{"t": u.end_s, "emotion": k, "p": 0.0} for k in labels]
+            rows.append({"t": u.end_s, "emotion": NO_SPEECH, "p": 1.0})
+        else:
+            rows += [{"t": u.end_s, "emotion": k, "p": float(u.probabilities[k])} for k in labels]
+            rows.append({"t": u.end_s, "emotion": NO_SPEECH, "p": 0.0})
+    df = pd.DataFrame(rows, columns=["t", "emotion", "p"])
+    domain = [*labels, NO_SPEECH]
+    colours = alt.Scale(domain=domain, range=[EMOTION_COLOURS.get(k, "#90a4ae") for k in labels] + [NO_SPEECH_COLOUR])
+    return alt.Chart(df).mark_area(interpolate="step-before").encode(
+        x=alt.X("t:Q", title="time (s)", scale=alt.Scale(domain=[max(0.0, end - span_s), max(end, span_s)])),
+        y=alt.Y("p:Q", stack="normalize", title="probability", axis=alt.Axis(format="%")),
+        color=alt.Color("emotion:N", scale=colours, legend=alt.Legend(orient="bottom", columns=9, title=None)),
+        order=alt.Order("emotion:N"),
+        tooltip=[alt.Tooltip("t:Q", title="window end (s)"), "emotion", alt.Tooltip("p:Q", format=".0%")],
+    ).properties(height=220)

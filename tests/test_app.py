@@ -1,5 +1,6 @@
-"""AppTest: the dashboard renders, classifies an upload or a recording, and shows
-errors for bad files while the page stays usable."""
+"""AppTest: the Live page's quick clip classifies a recording or an upload, keeps the
+session's clips with their exports, and shows errors for bad files while the page stays
+usable."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from audiogen import encode, tone
 
 @pytest.fixture
 def app(make_app):
-    return make_app(timeout=60).switch_page("pages/classify.py").run()
+    return make_app(timeout=60).switch_page("pages/live.py").run()
 
 
 def test_app_renders_with_the_default_model(app):
@@ -20,7 +21,7 @@ def test_app_renders_with_the_default_model(app):
 
 
 def test_upload_is_classified(app):
-    app.file_uploader(key="classify_upload").upload("clip.m4a", encode(tone(2.0, 44_100), 44_100, "m4a"), "audio/mp4").run()
+    app.file_uploader(key="live_upload").upload("clip.m4a", encode(tone(2.0, 44_100), 44_100, "m4a"), "audio/mp4").run()
     assert not app.exception and not app.error
     metric = app.metric[0]
     assert metric.label == "Emotion" and metric.value.split()[-1].strip("()") in {
@@ -29,7 +30,7 @@ def test_upload_is_classified(app):
 
 
 def test_recording_is_classified(app):
-    app.audio_input(key="classify_record").upload("rec.wav", encode(tone(1.5, 16_000), 16_000, "wav"), "audio/wav").run()
+    app.audio_input(key="live_record").upload("rec.wav", encode(tone(1.5, 16_000), 16_000, "wav"), "audio/wav").run()
     assert not app.exception and not app.error and app.metric[0].label == "Emotion"
 
 
@@ -40,9 +41,9 @@ def test_recording_is_classified(app):
     ("blip.wav", encode(tone(0.2), 16_000, "wav"), "at least 0.50 s"),
 ])
 def test_bad_upload_shows_an_error_and_the_page_stays_usable(app, name, data, message):
-    uploader = app.file_uploader(key="classify_upload")
+    uploader = app.file_uploader(key="live_upload")
     uploader.upload(name, data, "audio/wav").run()
     assert not app.exception
     assert any(message in e.value for e in app.error), [e.value for e in app.error]
-    app.file_uploader(key="classify_upload").set_value(("ok.wav", encode(tone(1.5), 16_000, "wav"), "audio/wav")).run()
+    app.file_uploader(key="live_upload").set_value(("ok.wav", encode(tone(1.5), 16_000, "wav"), "audio/wav")).run()
     assert not app.exception and not app.error and app.metric[0].label == "Emotion"

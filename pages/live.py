@@ -1,0 +1,278 @@
+"""Live: say something and see its emotion at once.
+
+Quick clip: record (or upload) a clip, get the probabilities within a second, keep a list
+of this session's clips. Streaming: the microphone over WebRTC, scored every half second
+in a worker thread (ser.live), with a live meter and a scrolling timeline; stopping saves
+the session to History and offers it as downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pandas as pd
+import streamlit as st
+
+from ser.audio import SUPPORTED_FORMATS, AudioLimits, load_audio
+from ser.errors import SERError
+from ser.exports import clips_zip, export_bytes, rows_csv
+from ser.figures import live_timeline, probability_bars
+
+MAX_CLIPS = 20  # quick clips kept in the session list
+
+
+@st.cache_resource(show_spinner="Loading the emotion model…")
+def get_model(name: str, device: str):
+    from ser.models import load_model
+
+    return load_model(name, device=device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def classify(data: bytes, name: str, model_name: str, device: str) -> dict:
+    model = get_model(model_name, device)
+    audio = load_audio(data, name=name, limits=AudioLimits(min_duration_s=model.card.min_duration_s))
+    result = model.predict(audio.y, audio.sr, name=name)
+    return {**result, "duration_s": audio.duration_s, "source_sr": audio.source_sr,
+            "channels": audio.source_channels, "codec": audio.codec}
+
+
+def headline(emotion: str | None, probs: dict | None, uncertain: bool, *, size: str = "4.2rem") -> None:
+    """The top emotion in type a room can read; "uncertain" when nothing clearly leads."""
+    if emotion is None:
+        text, sub, colour = "no speech", "listening…", "#90a4ae"
+    elif uncertain:
+        first, second = sorted(probs, key=probs.get, reverse=True)[:2]
+        text, sub, colour = "uncertain", f"maybe {first} ({probs[first]:.0%}) or {second} ({probs[second]:.0%})", "#607d8b"
+    else:
+        from ser.figures import EMOTION_COLOURS
+
+        text, sub, colour = emotion, f"{probs[emotion]:.0%} probability", EMOTION_COLOURS.get(emotion, "#37474f")
+    st.markdown(f"<div class='ser-headline' style='font-size:{size};font-weight:700;line-height:1.1;color:{colour}'>"
+                f"{text}</div><div style='font-size:1.2rem;color:#546e7a'>{sub}</div>", unsafe_allow_html=True)
+
+
+# app.py's sidebar sets these; a page opened directly by its URL before app.py ran uses the defaults
+MODEL_NAME = st.session_state.get("model_name", "default")
+DEVICE = st.session_state.get("device", "auto")
+
+st.title("Live")
+try:
+    model = get_model(MODEL_NAME, DEVICE)
+except SERError as exc:
+    st.error(str(exc))
+    st.stop()
+
+mode = st.radio("Mode", ["Quick clip", "Streaming"], horizontal=True, key="live_mode", label_visibility="collapsed",
+                help="Quick clip: record, stop, see the answer. Streaming: a live meter while you speak.")
+
+
+# --- quick clip ----------------------------------------------------------------------------
+def quick_clip() -> None:
+    st.caption("Record a few seconds (or upload a clip): the emotion appears as soon as the recording stops.")
+    left, right = st.columns(2)
+    with left:
+        recording = st.audio_input("Record", sample_rate=16_000, key="live_record")
+    with right:
+        upload = st.file_uploader("…or upload a clip", type=list(SUPPORTED_FORMATS), key="live_upload")
+    source = recording or upload
+    clips: list[dict] = st.session_state.setdefault("live_clips", [])
+    if source is None:
+        st.info(f"Waiting for audio: record, or upload {', '.join(SUPPORTED_FORMATS)}.")
+    else:
+        data = source.getvalue()
+        try:
+            result = classify(data, source.name, MODEL_NAME, DEVICE)
+        except SERError as exc:
+            st.error(str(exc))
+        else:
+            big, bars = st.columns([1, 1])
+            with big:
+                headline(result["emotion"], result["probabilities"], result["uncertain"])
+                st.caption(f"{result['duration_s']:.1f} s · {result['codec']} · {result['source_sr']} Hz · "
+                           f"{result['channels']} channel(s)")
+            with bars:
+                st.altair_chart(probability_bars(result["probabilities"]), use_container_width=True)
+            digest = hashlib.sha256(data).hexdigest()
+            if not clips or clips[0]["sha256"] != digest:
+                clips.insert(0, {"n": (clips[0]["n"] + 1) if clips else 1, "time": time.strftime("%H:%M:%S"),
+                                 "name": source.name, "sha256": digest, "audio": data, "result": result})
+                del clips[MAX_CLIPS:]
+    if clips:
+        st.subheader("This session's clips")
+        for c in clips:
+            r = c["result"]
+            label = f"uncertain ({r['emotion']}?)" if r["uncertain"] else r["emotion"]
+            a, b, d = st.columns([1, 3, 3])
+            a.markdown(f"**#{c['n']}** {c['time']}")
+            b.audio(c["audio"])
+            d.markdown(f"**{label}** — {r['probabilities'][r['emotion']]:.0%} · {r['duration_s']:.1f} s")
+        rows = [{"clip": c["n"], "time": c["time"], "name": c["name"], "duration_s": round(c["result"]["duration_s"], 2),
+                 "emotion": c["result"]["emotion"], "uncertain": c["result"]["uncertain"],
+                 **c["result"]["probabilities"]} for c in reversed(clips)]
+        table = rows_csv(rows)
+        bundle = clips_zip([(f"clip{c['n']:02d}.{c['name'].rsplit('.', 1)[-1] if '.' in c['name'] else 'wav'}",
+                             c["audio"]) for c in reversed(clips)], table)
+        x, y, _ = st.columns([1, 1, 3])
+        x.download_button("Results (CSV)", table, file_name="clips.csv", key="live_clips_csv")
+        y.download_button("Clips + results (ZIP)", bundle, file_name="clips.zip", key="live_clips_zip")
+
+
+# --- streaming -------------------------------------------------------------------------------
+class Stream:
+    """This browser session's live scorer, reachable from the WebRTC callback thread."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.scorer = None
+
+    def on_frame(self, frame) -> None:  # aiortc's event loop: hand over and return
+        scorer = self.scorer
+        if scorer is not None:
+            scorer.push_frame(frame)
+
+
+def ice_configuration() -> dict:
+    from ser.live import ice_servers
+
+    try:
+        configured = st.secrets.get("webrtc", {}).get("ice_servers")
+    except Exception:  # no secrets file
+        configured = None
+    return {"iceServers": ice_servers(configured)}
+
+
+def streaming() -> None:
+    from streamlit_webrtc import WebRtcMode, create_audio_sink_track, webrtc_streamer
+
+    from ser.history import History
+    from ser.live import LiveScorer, LiveSettings
+
+    st.caption("Press START and speak: every half second the last two seconds are scored. Silence shows "
+               "“no speech”, never a guess. STOP saves the session to History.")
+    with st.expander("Settings"):
+        c1, c2, c3 = st.columns(3)
+        window_s = c1.slider("Window (s)", 1.0, 4.0, 2.0, 0.5, key="live_window")
+        hop_s = c2.slider("Update every (s)", 0.25, 1.0, 0.5, 0.25, key="live_hop")
+        vad = c3.slider("Voice threshold", 0.2, 0.8, 0.5, 0.05, key="live_vad",
+                        help="silero-vad speech probability counted as speech")
+    settings = LiveSettings(window_s=window_s, hop_s=hop_s, vad_threshold=vad, min_speech_s=min(0.5, window_s / 2))
+    stream: Stream = st.session_state.setdefault("live_stream", Stream())
+    try:
+        rtc = ice_configuration()
+    except SERError as exc:
+        st.error(str(exc))
+        return
+
+    with stream.lock:  # the scorer's worker process starts now, so it is warm by the time audio arrives
+        sc = stream.scorer
+        if sc is None or sc.model is not model or sc.stats().error:
+            if sc is not None:
+                sc.close()
+            stream.scorer = LiveScorer(model, settings)
+        elif sc.stats().received_s == 0 and sc.settings != settings:
+            sc.reset(settings)
+    ctx = webrtc_streamer(
+        key="live_mic", mode=WebRtcMode.SENDONLY, rtc_configuration=rtc,
+        media_stream_constraints={"audio": {"echoCancellation": False, "noiseSuppression": False,
+                                            "autoGainControl": False}, "video": False},
+        sink_audio_track=create_audio_sink_track(stream.on_frame, key="live_sink"),
+        translations={"start": "Start", "stop": "Stop"})
+    playing = ctx.state.playing
+
+    scorer = stream.scorer
+    if not playing and scorer is not None and scorer.stats().received_s > 0:  # stopped: save the session
+        scorer.stop()
+        name = time.strftime("Live %Y-%m-%d %H:%M:%S")
+        try:
+            analysis = scorer.to_analysis(name)
+        except SERError as exc:
+            st.error(f"The session could not be kept: {exc}")
+            scorer.reset(settings)
+            return
+        saved = {"name": name, "analysis": analysis, "wav": scorer.wav_bytes(), "rows": scorer.timeline_rows(),
+                 "updates": scorer.updates(), "stats": scorer.stats(), "history_id": None, "history_error": None}
+        scorer.reset(settings)
+        try:
+            saved["history_id"] = History().save(analysis, {"model": model.id, "source": "live",
+                                                            "window_s": settings.window_s, "hop_s": settings.hop_s},
+                                                 audio=saved["wav"], audio_name=f"{name}.wav")
+        except SERError as exc:
+            saved["history_error"] = str(exc)
+        st.session_state.live_saved = saved
+
+    @st.fragment(run_every=0.5 if playing else None)
+    def meter() -> None:
+        sc = stream.scorer if playing else None
+        if sc is None:
+            return
+        st_ = sc.stats()
+        if not sc.wait_ready(0):
+            if st_.error:
+                st.error(f"The live scorer could not start: {st_.error}")
+            else:
+                st.info("Loading the live scorer…")
+            return
+        if st_.error:
+            st.error(f"Live scoring stopped: {st_.error}. Press Stop and Start again.")
+            return
+        ups = sc.updates()
+        latest = sc.latest
+        big, bars = st.columns([1, 1])
+        with big:
+            if latest is None:
+                st.markdown("<div class='ser-headline' style='font-size:2.4rem;color:#90a4ae'>listening…</div>",
+                            unsafe_allow_html=True)
+                st.caption(f"The first update comes after {settings.window_s:g} s of audio.")
+            else:
+                headline(latest.emotion, latest.probabilities, latest.uncertain, size="3.4rem")
+                st.caption(f"window {latest.start_s:.1f}–{latest.end_s:.1f} s · level {latest.level_db:.0f} dBFS · "
+                           f"speech {latest.speech_s:.1f} s · ready {latest.latency_s * 1000:.0f} ms after its "
+                           "last sample")
+        with bars:
+            if latest is not None and not latest.no_speech:
+                st.altair_chart(probability_bars(latest.probabilities), use_container_width=True)
+        if ups:
+            st.altair_chart(live_timeline(ups, list(model.labels)), use_container_width=True)
+            recent = [{"window end (s)": f"{u.end_s:.1f}", "emotion": u.emotion or "no speech",
+                       "probability": f"{u.probabilities[u.emotion]:.0%}" if u.probabilities else "",
+                       "uncertain": "yes" if u.uncertain else "", "latency (ms)": round(u.latency_s * 1000)}
+                      for u in reversed(ups[-6:])]
+            st.table(pd.DataFrame(recent).set_index("window end (s)"))
+        cpu = st_.worker_cpu_s / st_.received_s if st_.received_s else 0.0
+        note = f" · {st_.dropped_s:.1f} s dropped (the worker fell behind)" if st_.dropped_s else ""
+        trunc = " · past the session limit: no longer kept for saving" if st_.truncated else ""
+        st.caption(f"{st_.received_s:.1f} s received · {st_.scored} windows scored, {st_.no_speech} without speech · "
+                   f"worker CPU {cpu:.0%} of one core{note}{trunc}")
+
+    meter()
+
+    saved = st.session_state.get("live_saved")
+    if saved and not playing:
+        a, stats = saved["analysis"], saved["stats"]
+        if saved["history_id"] is not None:
+            st.success(f"Saved “{saved['name']}” to History (#{saved['history_id']}): {a.duration_s:.1f} s, "
+                       f"{stats.scored} windows scored, {stats.no_speech} without speech.")
+        else:
+            st.warning(f"Not saved to History ({saved['history_error']}); download it below.")
+        if saved["updates"]:
+            st.altair_chart(live_timeline(saved["updates"], list(a.labels), span_s=max(30.0, a.duration_s)),
+                            use_container_width=True)
+        cols = st.columns(4)
+        stem = saved["name"].replace(" ", "_").replace(":", "-")
+        cols[0].download_button("Audio (WAV)", saved["wav"], file_name=f"{stem}.wav", key="live_dl_wav")
+        cols[1].download_button("Timeline (CSV)", rows_csv(saved["rows"]), file_name=f"{stem}_timeline.csv",
+                                key="live_dl_csv")
+        files = export_bytes(a, stem=stem)
+        for col, fmt in zip(cols[2:], ("json", "textgrid")):
+            file_name, payload = files[fmt]
+            col.download_button(fmt.upper() if fmt == "json" else "TextGrid", payload, file_name=file_name,
+                                key=f"live_dl_{fmt}")
+
+
+if mode == "Quick clip":
+    quick_clip()
+else:
+    streaming()
