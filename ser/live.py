@@ -15,8 +15,9 @@ time, and a scoring thread there waits for it (measured: a median latency of 8 s
 busy Python thread beside it, against 40 ms alone). ``worker="thread"`` runs the same
 engine in a thread of this process (tests, notebooks, a CLI).
 
-Every bound is explicit: at most ``max_queue_s`` of audio waits for the worker (older
-frames are dropped and counted), and at most ``max_session_s`` of audio and timeline is
+Every bound is explicit: a frame that waited more than ``max_queue_s`` for the worker is
+dropped and counted (the meter stays current when the machine cannot keep up), at most
+``MAX_PENDING`` frames wait at all, and at most ``max_session_s`` of audio and timeline is
 kept for saving (scoring goes on past it; :attr:`LiveStats.truncated` says so).
 
 Latency of an update = from the arrival of the frame that carried the window's last
@@ -53,6 +54,7 @@ from .errors import AudioError, ConfigError
 SR = 16_000
 VAD_CHUNK = 512  # silero-vad's chunk at 16 kHz (32 ms)
 SPEAKER = "mic"
+MAX_PENDING = 2000  # frames waiting for the worker (40 s of 20 ms frames), whatever their age
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class LiveSettings:
     hop_s: float = 0.5  # one update per hop
     vad_threshold: float = 0.5  # silero speech probability counted as speech
     min_speech_s: float = 0.5  # speech a window needs to be scored; otherwise "no speech"
-    max_queue_s: float = 4.0  # audio waiting for the worker before the oldest frames are dropped
+    max_queue_s: float = 2.0  # a frame older than this when the worker gets to it is dropped
     max_session_s: float = 900.0  # audio and timeline kept for saving (15 min)
 
     def __post_init__(self):
@@ -177,14 +179,29 @@ class _Engine:
             out += self._append(y[i:i + self.hop])
         return out
 
+    def finish(self) -> list[LiveUpdate]:
+        """The end of the stream: release what the resampler still holds (its filter delay)."""
+        if self.resampler is None:
+            return []
+        tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        self.resampler = None
+        self.in_sr = None
+        out: list[LiveUpdate] = []
+        for i in range(0, tail.size, self.hop):
+            out += self._append(tail[i:i + self.hop])
+        return out
+
     def _append(self, y: np.ndarray) -> list[LiveUpdate]:
+        # 16-bit, as it is kept: what was scored is exactly what is saved (and can be re-scored offline)
+        q = np.round(np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16)
+        y = q.astype(np.float32) / 32767.0
         n = y.size
         self.ring = np.roll(self.ring, -n)
         self.ring[-n:] = y
         self.total += n
         keep = min(n, self.max_samples - self.recorded_n)
         if keep > 0:
-            self.recorded.append((np.clip(y[:keep], -1.0, 1.0) * 32767.0).astype(np.int16))
+            self.recorded.append(q[:keep])
             self.recorded_n += keep
         if keep < n:
             self.truncated = True
@@ -277,9 +294,16 @@ def _child(model_path: str, device: str, settings: LiveSettings, inq: Any, outq:
         try:
             if kind == "frame":
                 _, x, sr, arrived = msg
+                if time.perf_counter() - arrived > engine.settings.max_queue_s:  # fell behind: drop, say so
+                    outq.put(("dropped", x.size / sr, arrived))
+                    continue
                 for u in engine.feed(x, sr, arrived):
                     outq.put(("update", u, time.process_time() - cpu0))
             elif kind == "flush":  # the end of a session: everything it kept
+                in_sr = engine.in_sr
+                for u in engine.finish():
+                    outq.put(("update", u, time.process_time() - cpu0))
+                engine.in_sr = in_sr
                 outq.put(("session", engine.audio_int16().tobytes(), list(engine.vad_probs), engine.in_sr,
                           engine.truncated, time.process_time() - cpu0))
             elif kind == "reset":
@@ -386,9 +410,7 @@ class LiveScorer:
                 return
             self._pushed_s += dur
             if self.worker == "process":
-                # drop frames the worker has not taken for more than max_queue_s (it fell behind)
-                behind = bool(self._in_flight) and self.clock() - self._in_flight[0][0] > self.settings.max_queue_s
-                if (behind and self._ready.is_set()) or len(self._in_flight) > 2000:  # ~40 s while it loads
+                if len(self._in_flight) >= MAX_PENDING:  # the worker is stuck or still loading
                     self._dropped_s += dur
                     return
                 self._in_flight.append((t, dur))
@@ -396,7 +418,7 @@ class LiveScorer:
                 return
             self._pending.append((x, int(sr), t))
             self._pending_s += dur
-            while self._pending_s > self.settings.max_queue_s and len(self._pending) > 1:
+            while len(self._pending) > MAX_PENDING:
                 old, old_sr, _ = self._pending.popleft()
                 self._pending_s -= old.size / old_sr
                 self._dropped_s += old.size / old_sr
@@ -476,8 +498,16 @@ class LiveScorer:
                     self._pending_s = 0.0
                     done = self._stopping and not items
                 if done:
+                    in_sr = engine.in_sr
+                    for u in engine.finish():
+                        self._deliver(u, time.thread_time() - cpu0)
+                    engine.in_sr = in_sr
                     break
                 for x, sr, t in items:
+                    if self.clock() - t > self.settings.max_queue_s:  # fell behind: keep the meter current
+                        with self._cond:
+                            self._dropped_s += x.size / sr
+                        continue
                     for u in engine.feed(x, sr, t):
                         self._deliver(u, time.thread_time() - cpu0)
         except Exception as exc:  # noqa: BLE001  (a bug or a broken model: stop and say so, never hang the page)
@@ -513,6 +543,11 @@ class LiveScorer:
                 while self._in_flight and self._in_flight[0][0] <= u.ready_at:
                     self._in_flight.popleft()
             self._deliver(u, msg[2])
+        elif kind == "dropped":
+            with self._cond:
+                self._dropped_s += msg[1]
+                while self._in_flight and self._in_flight[0][0] <= msg[2]:
+                    self._in_flight.popleft()
         elif kind == "session":
             _, raw, probs, in_sr, truncated, cpu_s = msg
             with self._lock:

@@ -1,0 +1,218 @@
+"""ser.live: the streaming scorer (thread and process workers), its bounds, and what a
+stopped session becomes (Analysis, WAV, timeline rows)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from audiogen import speak, tone
+from ser.errors import AudioError, ConfigError
+from ser.live import SR, LiveScorer, LiveSettings, frame_to_mono, ice_servers
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from ser.models import load_model
+
+    return load_model(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def speech_then_silence() -> np.ndarray:
+    """About 4 s of espeak-ng speech, then 3 s of silence, then speech again (16 kHz)."""
+    y = speak("The quick brown fox jumps over the lazy dog, and then it runs far away.", speed=150)
+    y = y[: 4 * SR] if len(y) > 4 * SR else np.pad(y, (0, 4 * SR - len(y)))
+    return np.concatenate([y, np.zeros(3 * SR, np.float32), y]).astype(np.float32)
+
+
+def feed(scorer: LiveScorer, y: np.ndarray, sr: int = SR, frame_s: float = 0.02) -> None:
+    """Push ``y`` as int16 frames, the way a WebRTC track delivers them (not paced)."""
+    step = int(sr * frame_s)
+    pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
+    for i in range(0, len(pcm), step):
+        scorer.push(pcm[i:i + step], sr)
+
+
+def check_matches_offline(model, scorer: LiveScorer) -> int:
+    """Every scored window's probabilities equal the model's offline answer on the kept audio."""
+    audio = scorer.audio()
+    scored = [u for u in scorer.updates() if not u.no_speech]
+    for u in scored:
+        a, b = round(u.start_s * SR), round(u.end_s * SR)
+        p = model.predict_proba(audio[a:b], SR)
+        assert model.labels[int(np.argmax(p))] == u.emotion, u
+        assert np.allclose([u.probabilities[k] for k in model.labels], p, atol=1e-4)
+    return len(scored)
+
+
+def test_thread_worker_scores_speech_gates_silence_and_matches_offline(model, speech_then_silence):
+    s = LiveScorer(model, LiveSettings(window_s=2.0, hop_s=0.5), worker="thread")
+    feed(s, speech_then_silence)
+    s.stop()
+    ups, st = s.updates(), s.stats()
+    assert st.error is None and st.dropped_s == 0 and not st.running
+    n = len(speech_then_silence) / SR
+    assert st.received_s == pytest.approx(n, abs=0.02)
+    ends = [u.end_s for u in ups]
+    assert ends == pytest.approx(list(np.arange(2.0, n + 1e-9, 0.5)))  # one update per hop from 2 s on
+    # windows wholly inside the silence (4-7 s) say "no speech" and guess nothing
+    silent = [u for u in ups if u.start_s >= 4.3 and u.end_s <= 6.7]
+    assert silent and all(u.no_speech and u.probabilities is None for u in silent)
+    assert all(not u.no_speech for u in ups if u.end_s <= 4.0)
+    assert check_matches_offline(model, s) >= 8
+    assert st.worker_cpu_s > 0 and all(u.latency_s >= 0 for u in ups)
+
+
+def test_a_stopped_session_becomes_an_analysis_with_turns_windows_and_exports(model, speech_then_silence, tmp_path):
+    from ser.analysis import Analysis
+    from ser.audio import load_audio
+    from ser.exports import export
+
+    s = LiveScorer(model, worker="thread")
+    feed(s, speech_then_silence)
+    s.stop()
+    a = s.to_analysis("live test")
+    assert a.duration_s == pytest.approx(len(speech_then_silence) / SR, abs=0.02)
+    assert len(a.turns) >= 2 and all(t.speaker == "mic" for t in a.turns)
+    assert not any(t.start_s < 6.5 and t.end_s > 4.6 for t in a.turns)  # nothing in the silence
+    assert len(a.windows) == sum(not u.no_speech for u in s.updates()) and a.segments
+    assert a.provenance["live"]["no_speech_windows"] >= 3 and a.provenance["source"] == "live microphone"
+    back = Analysis.from_dict(json.loads(json.dumps(a.to_dict())))
+    assert back.windows == a.windows
+    wav = load_audio(s.wav_bytes(), name="live.wav")
+    assert wav.sr == SR and np.allclose(wav.y, s.audio(), atol=1e-4)
+    written = export(a, tmp_path, ["json", "csv", "textgrid"])
+    assert sorted(written) == ["csv", "json", "textgrid"] and all(p.stat().st_size > 100 for p in written.values())
+    rows = s.timeline_rows()
+    assert len(rows) == len(s.updates()) and {"no speech"} <= {r["emotion"] for r in rows}
+
+
+def test_process_worker_gives_the_same_timeline_and_reports_its_cpu(model, speech_then_silence):
+    with LiveScorer(model, worker="process") as s:
+        assert s.wait_ready(120), s.stats().error
+        feed(s, speech_then_silence)
+        s.stop()
+        st = s.stats()
+        assert st.error is None and st.updates == len(s.updates()) >= 10
+        assert st.worker_cpu_s > 0
+        assert check_matches_offline(model, s) >= 8
+        first = [(u.end_s, u.emotion) for u in s.updates()]
+        # a new session on the warm worker starts from zero
+        s.reset(LiveSettings(window_s=1.0, hop_s=0.25))
+        feed(s, speech_then_silence[: 3 * SR])
+        s.stop()
+        ends = [u.end_s for u in s.updates()]
+        assert ends[0] == pytest.approx(1.0) and ends[-1] == pytest.approx(3.0) and len(ends) == 9
+        assert len(s.audio()) == 3 * SR and first
+        proc = s._proc
+    proc.join(10)
+    assert not proc.is_alive()
+
+
+def test_other_input_rates_are_resampled_in_step(model, speech_then_silence):
+    import soxr
+
+    for rate in (48_000, 44_100, 8_000):
+        y = soxr.resample(speech_then_silence, SR, rate).astype(np.float32)
+        s = LiveScorer(model, worker="thread")
+        feed(s, y, rate)
+        s.stop()
+        assert abs(len(s.audio()) - len(speech_then_silence)) < 0.01 * SR, rate
+        assert s.stats().error is None and check_matches_offline(model, s) >= 5
+
+
+class SlowModel:
+    """The tiny model, 0.3 s slower per window: a worker that cannot keep up."""
+
+    def __init__(self, model):
+        self._m = model
+        self.card, self.labels, self.path, self.device, self.id = model.card, model.labels, model.path, model.device, model.id
+
+    def predict_proba(self, y, sr, **kw):
+        time.sleep(0.3)
+        return self._m.predict_proba(y, sr, **kw)
+
+    def result(self, p):
+        return self._m.result(p)
+
+
+def test_a_worker_that_falls_behind_drops_old_audio_and_says_so(model, speech_then_silence):
+    s = LiveScorer(SlowModel(model), LiveSettings(max_queue_s=1.0), worker="thread")
+    y = np.tile(speech_then_silence[: 4 * SR], 5)  # 20 s of speech
+    t0 = time.perf_counter()
+    step = SR // 50
+    for k, i in enumerate(range(0, len(y), step)):  # 20 s pushed in about 2 s: ten times real time
+        s.push(y[i:i + step], SR)
+        time.sleep(max(0.0, t0 + k * 0.002 - time.perf_counter()))
+    s.stop()
+    st = s.stats()
+    assert st.dropped_s > 5 and st.received_s == pytest.approx(20.0, abs=0.05)
+    assert len(s.audio()) < (20.0 - st.dropped_s + 0.5) * SR  # dropped audio is neither scored nor kept
+    assert st.scored >= 2
+
+
+def test_the_session_limit_bounds_what_is_kept(model):
+    s = LiveScorer(model, LiveSettings(window_s=1.0, hop_s=0.5, max_session_s=3.0), worker="thread")
+    feed(s, tone(5.0, SR, freq=180.0))
+    s.stop()
+    st = s.stats()
+    assert st.truncated and len(s.audio()) == 3 * SR
+    assert max(u.end_s for u in s.updates()) <= 3.0 and st.updates == 9  # scoring went on past the limit
+
+
+def test_silence_only_is_no_speech_not_a_guess(model):
+    s = LiveScorer(model, worker="thread")
+    feed(s, np.zeros(4 * SR, np.float32))
+    s.stop()
+    assert s.updates() and all(u.no_speech for u in s.updates())
+    a = s.to_analysis()
+    assert a.provenance["no_speech"] and not a.turns and not a.windows
+
+
+def test_frames_from_pyav_become_mono_float(model):
+    import av
+
+    left, right = np.full(960, 0.5, np.float32), np.full(960, -0.25, np.float32)
+    packed = av.AudioFrame.from_ndarray((np.stack([left, right], 1).reshape(1, -1) * 32767).astype(np.int16),
+                                        format="s16", layout="stereo")
+    packed.sample_rate = 48_000
+    y, sr = frame_to_mono(packed)
+    assert sr == 48_000 and y.dtype == np.float32 and y.shape == (960,) and np.allclose(y, 0.125, atol=1e-3)
+    planar = av.AudioFrame.from_ndarray(np.stack([left, right]), format="fltp", layout="stereo")
+    planar.sample_rate = 44_100
+    y, sr = frame_to_mono(planar)
+    assert sr == 44_100 and np.allclose(y, 0.125)
+    s = LiveScorer(model, worker="thread")
+    s.push_frame(packed)
+    s.stop()
+    assert s.stats().received_s == pytest.approx(0.02)
+
+
+def test_bad_settings_and_frames_are_rejected_clearly(model):
+    with pytest.raises(ConfigError, match="hop_s"):
+        LiveSettings(window_s=2.0, hop_s=3.0)
+    with pytest.raises(ConfigError, match="window_s"):
+        LiveSettings(window_s=0.1)
+    with pytest.raises(ConfigError, match="worker"):
+        LiveScorer(model, worker="gpu")
+    s = LiveScorer(model, worker="thread")
+    with pytest.raises(AudioError, match="sample rate"):
+        s.push(np.zeros(10, np.float32), 0)
+    with pytest.raises(ConfigError, match="after stop"):
+        s.audio()
+
+
+def test_ice_servers_are_empty_unless_configured(monkeypatch):
+    monkeypatch.delenv("SER_ICE_SERVERS", raising=False)
+    assert ice_servers() == []  # no public STUN server by default
+    monkeypatch.setenv("SER_ICE_SERVERS", '[{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]')
+    assert ice_servers() == [{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]
+    assert ice_servers([{"urls": ["stun:stun.example.org:3478"]}]) == [{"urls": ["stun:stun.example.org:3478"]}]
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        ice_servers("[{urls: nope")
+    with pytest.raises(ConfigError, match="needs 'urls'"):
+        ice_servers([{"username": "u"}])
