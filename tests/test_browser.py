@@ -1,13 +1,20 @@
-"""A real browser: Debian's headless Chromium, driven by Playwright, uploads a recording to
-the running app and checks that the analysis view is drawn (four panels)."""
+"""A real browser: Debian's headless Chromium, driven by Playwright, against the running app.
+
+- Analyze: an uploaded recording is drawn as the four-panel view.
+- Live: a fake microphone fed from a generated WAV streams over WebRTC (no STUN server);
+  the timeline's updates carry the emotion the model gives offline for the same audio,
+  and Stop saves the session to History.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,11 +26,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists() a
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def history_db(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("history") / "history.sqlite"  # not the user's
+
+
+@pytest.fixture(scope="module")
+def app_url(history_db):
     from screenshot import free_port, start_app
 
     old = os.environ.get("SER_HISTORY_DB")
-    os.environ["SER_HISTORY_DB"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")  # not the user's
+    os.environ["SER_HISTORY_DB"] = str(history_db)
     port = free_port()
     try:
         proc = start_app(port)
@@ -63,3 +75,92 @@ def test_upload_draws_the_four_panels(app_url, tmp_path):
         page.get_by_text("could not be decoded").first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "bad_upload.png"))
         browser.close()
+
+
+def fake_microphone(path: Path) -> np.ndarray:
+    """A WAV for Chromium's fake capture device (it loops it): speech, then 3 s of silence.
+    Returns the same audio at 16 kHz."""
+    import soundfile as sf
+    import soxr
+
+    from audiogen import speak
+
+    y = speak("I told you twice already. Why did nobody listen to me? This is really not fair at all.", speed=145)
+    y = np.concatenate([y, np.zeros(3 * 16_000, np.float32)])
+    sf.write(path, soxr.resample(y, 16_000, 48_000), 48_000, subtype="PCM_16")
+    return y
+
+
+def envelope(y: np.ndarray, hop: int = 160) -> np.ndarray:
+    """Log RMS per 10 ms (16 kHz), standardised."""
+    n = len(y) // hop
+    e = np.log(np.sqrt(np.mean(y[: n * hop].reshape(n, hop) ** 2, axis=1)) + 1e-4)
+    return (e - e.mean()) / (e.std() + 1e-9)
+
+
+def loop_correlation(received: np.ndarray, source: np.ndarray) -> float:
+    """How well the received loudness contour follows the looped source at the best offset."""
+    a, s = envelope(received), envelope(source)
+    b = np.tile(s, 2 + len(a) // len(s))
+    return max(float(np.mean(a * (b[k:k + len(a)] - b[k:k + len(a)].mean()) / (b[k:k + len(a)].std() + 1e-9)))
+               for k in range(len(s)))
+
+
+def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, tmp_path):
+    """The fake microphone streams over WebRTC; the timeline's updates, read from the page while
+    streaming, carry the emotion the model gives offline for the audio the server received."""
+    from playwright.sync_api import sync_playwright
+
+    from screenshot import CHROMIUM_ARGS
+    from ser.history import History
+    from ser.models import load_model
+
+    wav = tmp_path / "mic.wav"
+    source = fake_microphone(wav)
+    seen: dict[float, str] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(app_url, wait_until="networkidle")
+        page.get_by_role("link", name="Live").click(timeout=120_000)
+        page.get_by_text("Streaming").first.click()
+        page.frame_locator("iframe").first.get_by_role("button", name="Start").click(timeout=60_000)
+        rows = page.locator("table tbody tr")
+        rows.first.wait_for(timeout=120_000)
+        deadline = time.time() + 60
+        while time.time() < deadline and (len(seen) < 24 or "no speech" not in seen.values()):
+            for text in rows.all_inner_texts():  # window end, emotion, probability, uncertain, latency
+                cells = [c.strip() for c in text.split("\t") if c.strip()]
+                seen[float(cells[0])] = cells[1]
+            time.sleep(0.4)
+        page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+        page.frame_locator("iframe").first.get_by_role("button", name="Stop").click()
+        page.get_by_text("Saved").first.wait_for(timeout=60_000)
+        browser.close()
+
+    assert len(seen) >= 24 and "no speech" in seen.values(), seen
+    hist = History(history_db)
+    entry = next(e for e in hist.list() if e.settings.get("source") == "live")
+    analysis, _, audio_bytes = hist.get(entry.id)
+    from ser.audio import load_audio
+
+    audio = load_audio(audio_bytes).y
+    # the server received the fake microphone's file: its loudness contour follows the source
+    best = loop_correlation(audio, source)
+    assert best > 0.7, best
+    # every update seen on the page is in the saved timeline, and is the model's offline answer
+    model = load_model("default", device="cpu")
+    windows = {w.end_s: w for w in analysis.windows}
+    speech = {t: e for t, e in seen.items() if e != "no speech"}
+    assert len(speech) >= 12
+    for t, emotion in seen.items():
+        if emotion == "no speech":
+            assert t not in windows
+            continue
+        w = windows[t]
+        assert w.emotion == emotion
+        p = model.predict_proba(audio[round(w.start_s * 16_000): round(w.end_s * 16_000)], 16_000)
+        assert model.labels[int(np.argmax(p))] == emotion, (t, emotion)
+    assert analysis.provenance["live"]["worker"] == "process" and analysis.provenance["live"]["dropped_s"] == 0
