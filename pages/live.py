@@ -12,6 +12,7 @@ import hashlib
 import threading
 import time
 
+import altair  # noqa: F401  (imported with the page, not on the first clip)
 import pandas as pd
 import streamlit as st
 
@@ -27,7 +28,7 @@ MAX_CLIPS = 20  # quick clips kept in the session list
 def get_model(name: str, device: str):
     from ser.models import load_model
 
-    return load_model(name, device=device)
+    return load_model(name, device=device).warm_up()  # the first clip is then as fast as the next
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -39,7 +40,7 @@ def classify(data: bytes, name: str, model_name: str, device: str) -> dict:
             "channels": audio.source_channels, "codec": audio.codec}
 
 
-def headline(emotion: str | None, probs: dict | None, uncertain: bool, *, size: str = "4.2rem") -> None:
+def headline(emotion: str | None, probs: dict | None, uncertain: bool, *, size: str = "4.2rem", tag: str = "") -> None:
     """The top emotion in type a room can read; "uncertain" when nothing clearly leads."""
     if emotion is None:
         text, sub, colour = "no speech", "listening…", "#90a4ae"
@@ -50,7 +51,7 @@ def headline(emotion: str | None, probs: dict | None, uncertain: bool, *, size: 
         from ser.figures import EMOTION_COLOURS
 
         text, sub, colour = emotion, f"{probs[emotion]:.0%} probability", EMOTION_COLOURS.get(emotion, "#37474f")
-    st.markdown(f"<div class='ser-headline' style='font-size:{size};font-weight:700;line-height:1.1;color:{colour}'>"
+    st.markdown(f"<div class='ser-headline' data-result='{tag}' style='font-size:{size};font-weight:700;line-height:1.1;color:{colour}'>"
                 f"{text}</div><div style='font-size:1.2rem;color:#546e7a'>{sub}</div>", unsafe_allow_html=True)
 
 
@@ -70,6 +71,7 @@ mode = st.radio("Mode", ["Quick clip", "Streaming"], horizontal=True, key="live_
 
 
 # --- quick clip ----------------------------------------------------------------------------
+@st.fragment  # a new clip reruns only this part of the page
 def quick_clip() -> None:
     st.caption("Record a few seconds (or upload a clip): the emotion appears as soon as the recording stops.")
     left, right = st.columns(2)
@@ -81,43 +83,60 @@ def quick_clip() -> None:
     clips: list[dict] = st.session_state.setdefault("live_clips", [])
     if source is None:
         st.info(f"Waiting for audio: record, or upload {', '.join(SUPPORTED_FORMATS)}.")
+        # the same elements as a result, empty: the browser loads their code now, not on the first clip
+        big, bars = st.columns([1, 1])
+        with big:
+            st.markdown("<div class='ser-headline' data-result='' style='font-size:4.2rem;font-weight:700;"
+                        "line-height:1.1;color:#cfd8dc'>…</div>", unsafe_allow_html=True)
+        with bars:
+            st.altair_chart(probability_bars(dict.fromkeys(model.labels, 0.0)), width="stretch")
     else:
         data = source.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
         try:
             result = classify(data, source.name, MODEL_NAME, DEVICE)
         except SERError as exc:
             st.error(str(exc))
         else:
-            big, bars = st.columns([1, 1])
-            with big:
-                headline(result["emotion"], result["probabilities"], result["uncertain"])
-                st.caption(f"{result['duration_s']:.1f} s · {result['codec']} · {result['source_sr']} Hz · "
-                           f"{result['channels']} channel(s)")
-            with bars:
-                st.altair_chart(probability_bars(result["probabilities"]), use_container_width=True)
-            digest = hashlib.sha256(data).hexdigest()
             if not clips or clips[0]["sha256"] != digest:
                 clips.insert(0, {"n": (clips[0]["n"] + 1) if clips else 1, "time": time.strftime("%H:%M:%S"),
                                  "name": source.name, "sha256": digest, "audio": data, "result": result})
                 del clips[MAX_CLIPS:]
+            big, bars = st.columns([1, 1])
+            with big:
+                headline(result["emotion"], result["probabilities"], result["uncertain"], tag=f"clip-{clips[0]['n']}")
+                st.caption(f"{result['duration_s']:.1f} s · {result['codec']} · {result['source_sr']} Hz · "
+                           f"{result['channels']} channel(s)")
+            with bars:
+                st.altair_chart(probability_bars(result["probabilities"]), width="stretch")
     if clips:
         st.subheader("This session's clips")
-        for c in clips:
-            r = c["result"]
-            label = f"uncertain ({r['emotion']}?)" if r["uncertain"] else r["emotion"]
-            a, b, d = st.columns([1, 3, 3])
-            a.markdown(f"**#{c['n']}** {c['time']}")
-            b.audio(c["audio"])
-            d.markdown(f"**{label}** — {r['probabilities'][r['emotion']]:.0%} · {r['duration_s']:.1f} s")
-        rows = [{"clip": c["n"], "time": c["time"], "name": c["name"], "duration_s": round(c["result"]["duration_s"], 2),
-                 "emotion": c["result"]["emotion"], "uncertain": c["result"]["uncertain"],
-                 **c["result"]["probabilities"]} for c in reversed(clips)]
-        table = rows_csv(rows)
-        bundle = clips_zip([(f"clip{c['n']:02d}.{c['name'].rsplit('.', 1)[-1] if '.' in c['name'] else 'wav'}",
-                             c["audio"]) for c in reversed(clips)], table)
-        x, y, _ = st.columns([1, 1, 3])
-        x.download_button("Results (CSV)", table, file_name="clips.csv", key="live_clips_csv")
-        y.download_button("Clips + results (ZIP)", bundle, file_name="clips.zip", key="live_clips_zip")
+        table = pd.DataFrame([{"clip": f"#{c['n']}", "time": c["time"],
+                               "emotion": f"uncertain ({c['result']['emotion']}?)" if c["result"]["uncertain"]
+                               else c["result"]["emotion"],
+                               "probability": c["result"]["probabilities"][c["result"]["emotion"]],
+                               "duration (s)": round(c["result"]["duration_s"], 1)} for c in clips])
+        left, right = st.columns([3, 2])
+        left.dataframe(table, hide_index=True, key="live_clips_table",
+                       column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                                     max_value=1)})
+        with right:  # one player for the chosen clip keeps a rerun light however many clips there are
+            n = st.selectbox("Play clip", [c["n"] for c in clips], format_func=lambda v: f"#{v}", key="live_play")
+            chosen = next((c for c in clips if c["n"] == n), clips[0])
+            st.audio(chosen["audio"])
+
+            def rows() -> list[dict]:
+                return [{"clip": c["n"], "time": c["time"], "name": c["name"],
+                         "duration_s": round(c["result"]["duration_s"], 2), "emotion": c["result"]["emotion"],
+                         "uncertain": c["result"]["uncertain"], **c["result"]["probabilities"]} for c in reversed(clips)]
+
+            def bundle() -> bytes:  # built when clicked, not on every clip
+                return clips_zip([(f"clip{c['n']:02d}.{c['name'].rsplit('.', 1)[-1] if '.' in c['name'] else 'wav'}",
+                                   c["audio"]) for c in reversed(clips)], rows_csv(rows()))
+
+            x, y = st.columns(2)
+            x.download_button("Results (CSV)", lambda: rows_csv(rows()), file_name="clips.csv", key="live_clips_csv")
+            y.download_button("Clips + results (ZIP)", bundle, file_name="clips.zip", key="live_clips_zip")
 
 
 # --- streaming -------------------------------------------------------------------------------
@@ -233,9 +252,9 @@ def streaming() -> None:
                            "last sample")
         with bars:
             if latest is not None and not latest.no_speech:
-                st.altair_chart(probability_bars(latest.probabilities), use_container_width=True)
+                st.altair_chart(probability_bars(latest.probabilities), width="stretch")
         if ups:
-            st.altair_chart(live_timeline(ups, list(model.labels)), use_container_width=True)
+            st.altair_chart(live_timeline(ups, list(model.labels)), width="stretch")
             recent = [{"window end (s)": f"{u.end_s:.1f}", "emotion": u.emotion or "no speech",
                        "probability": f"{u.probabilities[u.emotion]:.0%}" if u.probabilities else "",
                        "uncertain": "yes" if u.uncertain else "", "latency (ms)": round(u.latency_s * 1000)}
@@ -259,7 +278,7 @@ def streaming() -> None:
             st.warning(f"Not saved to History ({saved['history_error']}); download it below.")
         if saved["updates"]:
             st.altair_chart(live_timeline(saved["updates"], list(a.labels), span_s=max(30.0, a.duration_s)),
-                            use_container_width=True)
+                            width="stretch")
         cols = st.columns(4)
         stem = saved["name"].replace(" ", "_").replace(":", "-")
         cols[0].download_button("Audio (WAV)", saved["wav"], file_name=f"{stem}.wav", key="live_dl_wav")

@@ -58,11 +58,30 @@ def test_clips_pile_up_in_the_session_list_with_exports(app):
         assert not app.exception and not app.error
     app.run()  # a rerun does not add the same clip twice
     assert app.subheader[0].value == "This session's clips"
-    rows = [m.value for m in app.markdown if m.value.startswith("**#")]
-    assert [r.split()[0] for r in rows] == ["**#3**", "**#2**", "**#1**"]  # newest first
-    assert len(app.get("audio")) >= 3  # each clip can be played
+    table = app.dataframe[0].value
+    assert list(table["clip"]) == ["#3", "#2", "#1"]  # newest first
+    assert list(table["duration (s)"]) == [2.5, 2.0, 1.5]
+    assert len(app.get("audio")) == 1 and app.selectbox(key="live_play").options == ["#3", "#2", "#1"]
+    app.selectbox(key="live_play").set_value(1).run()  # play the first clip
+    assert not app.exception
     labels = [b.proto.label for b in app.get("download_button")]
     assert labels == ["Results (CSV)", "Clips + results (ZIP)"]
+
+
+def test_the_clip_exports_hold_every_clip_and_its_probabilities():
+    import csv
+    import io
+    import zipfile
+
+    from ser.exports import clips_zip, rows_csv
+
+    rows = [{"clip": 1, "emotion": "sad", "sad": 0.7}, {"clip": 2, "emotion": "angry", "sad": 0.1}]
+    text = rows_csv(rows)
+    assert list(csv.DictReader(io.StringIO(text))) == [{"clip": "1", "emotion": "sad", "sad": "0.7"},
+                                                       {"clip": "2", "emotion": "angry", "sad": "0.1"}]
+    z = zipfile.ZipFile(io.BytesIO(clips_zip([("clip01.wav", b"RIFF1"), ("clip02.wav", b"RIFF2")], text)))
+    assert z.namelist() == ["clips.csv", "clip01.wav", "clip02.wav"] and z.read("clip02.wav") == b"RIFF2"
+    assert rows_csv([]) == ""
 
 
 def test_upload_is_classified(app):
