@@ -38,10 +38,11 @@ def main() -> None:
     args = ap.parse_args()
     import soundfile as sf
     import soxr
-    from playwright.sync_api import sync_playwright
-
     from live_latency import speech
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
     from screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, start_app
+
     from ser.history import History
 
     tmp = Path(tempfile.mkdtemp(prefix="ser-live-bench-"))
@@ -80,7 +81,7 @@ def main() -> None:
                 button.click()  # now "Stop recording"
                 try:
                     page.locator(f".ser-headline[data-result='clip-{k}']").wait_for(timeout=15_000)
-                except Exception:  # the same bytes as the clip before (same length): not a new clip
+                except PlaywrightTimeout:  # the same bytes as the clip before (same length): not a new clip
                     print(f"clip {k}: identical to the previous recording, recorded again", flush=True)
                     continue
                 times.append(time.perf_counter() - t0)

@@ -158,7 +158,7 @@ def ice_configuration() -> dict:
 
     try:
         configured = st.secrets.get("webrtc", {}).get("ice_servers")
-    except Exception:  # no secrets file
+    except FileNotFoundError:  # no secrets file (StreamlitSecretNotFoundError is one)
         configured = None
     return {"iceServers": ice_servers(configured)}
 
@@ -244,7 +244,7 @@ def streaming() -> None:
             if latest is None:
                 st.markdown("<div class='ser-headline' style='font-size:2.4rem;color:#90a4ae'>listening…</div>",
                             unsafe_allow_html=True)
-                st.caption(f"The first update comes after {settings.window_s:g} s of audio.")
+                st.caption(f"The first update comes after {min(settings.first_s, settings.window_s):g} s of audio.")
             else:
                 headline(latest.emotion, latest.probabilities, latest.uncertain, size="3.4rem")
                 st.caption(f"window {latest.start_s:.1f}–{latest.end_s:.1f} s · level {latest.level_db:.0f} dBFS · "

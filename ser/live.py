@@ -61,6 +61,7 @@ MAX_PENDING = 2000  # frames waiting for the worker (40 s of 20 ms frames), what
 class LiveSettings:
     window_s: float = 2.0  # audio scored per update
     hop_s: float = 0.5  # one update per hop
+    first_s: float = 1.0  # the first update comes after this much audio (its window is what there is)
     vad_threshold: float = 0.5  # silero speech probability counted as speech
     min_speech_s: float = 0.5  # speech a window needs to be scored; otherwise "no speech"
     max_queue_s: float = 2.0  # a frame older than this when the worker gets to it is dropped
@@ -71,6 +72,8 @@ class LiveSettings:
             raise ConfigError(f"window_s must be between 0.5 and 10 s, got {self.window_s}.")
         if not 0.1 <= self.hop_s <= self.window_s:
             raise ConfigError(f"hop_s must be between 0.1 s and window_s ({self.window_s} s), got {self.hop_s}.")
+        if self.first_s < 0.5:
+            raise ConfigError(f"first_s must be at least 0.5 s, got {self.first_s}.")
         if not 0.0 < self.vad_threshold < 1.0:
             raise ConfigError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold}.")
         if not 0.0 <= self.min_speech_s <= self.window_s:
@@ -163,7 +166,7 @@ class _Engine:
         self.vad_rest = np.zeros(0, np.float32)
         self.vad_n = 0  # VAD chunks scored so far
         self.vad_recent: collections.deque = collections.deque(maxlen=(self.win + 2 * self.hop) // VAD_CHUNK + 8)
-        self.next_end = self.win
+        self.next_end = min(self.win, round(s.first_s * SR))
 
     def feed(self, x: np.ndarray, sr: int, arrived: float) -> list[LiveUpdate]:
         import soxr
@@ -238,8 +241,8 @@ class _Engine:
     def _score(self, end: int) -> LiveUpdate:
         s = self.settings
         stop = self.ring.size - (self.total - end)
-        y = self.ring[stop - self.win: stop]
-        start = end - self.win
+        start = max(0, end - self.win)  # the first updates see less than a full window
+        y = self.ring[stop - (end - start): stop]
         first, last = start // VAD_CHUNK, -(-end // VAD_CHUNK)
         speech = sum(VAD_CHUNK for i, p in self.vad_recent if first <= i < last and p >= s.vad_threshold) / SR
         rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0

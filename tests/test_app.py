@@ -6,7 +6,6 @@ tests/test_browser_live.py drives it in Chromium.)"""
 from __future__ import annotations
 
 import pytest
-
 from audiogen import encode, tone
 
 

@@ -51,7 +51,6 @@ def app_url(history_db):
 
 def test_upload_draws_the_four_panels(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
-
     from screenshot import open_analyze_page
 
     with sync_playwright() as pw:
@@ -82,7 +81,6 @@ def fake_microphone(path: Path) -> np.ndarray:
     Returns the same audio at 16 kHz."""
     import soundfile as sf
     import soxr
-
     from audiogen import speak
 
     y = speak("I told you twice already. Why did nobody listen to me? This is really not fair at all.", speed=145)
@@ -110,8 +108,8 @@ def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, 
     """The fake microphone streams over WebRTC; the timeline's updates, read from the page while
     streaming, carry the emotion the model gives offline for the audio the server received."""
     from playwright.sync_api import sync_playwright
-
     from screenshot import CHROMIUM_ARGS
+
     from ser.history import History
     from ser.models import load_model
 

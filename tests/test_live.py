@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from audiogen import speak, tone
+
 from ser.errors import AudioError, ConfigError
 from ser.live import SR, LiveScorer, LiveSettings, frame_to_mono, ice_servers
 
@@ -58,7 +58,9 @@ def test_thread_worker_scores_speech_gates_silence_and_matches_offline(model, sp
     n = len(speech_then_silence) / SR
     assert st.received_s == pytest.approx(n, abs=0.02)
     ends = [u.end_s for u in ups]
-    assert ends == pytest.approx(list(np.arange(2.0, n + 1e-9, 0.5)))  # one update per hop from 2 s on
+    # the first update after 1 s (over what there is), then one per hop over the last 2 s
+    assert ends == pytest.approx([1.0, 1.5, *np.arange(2.0, n + 1e-9, 0.5)])
+    assert [u.start_s for u in ups[:4]] == [0.0, 0.0, 0.0, 0.5]
     # windows wholly inside the silence (4-7 s) say "no speech" and guess nothing
     silent = [u for u in ups if u.start_s >= 4.3 and u.end_s <= 6.7]
     assert silent and all(u.no_speech and u.probabilities is None for u in silent)
