@@ -590,6 +590,8 @@ class LiveScorer:
 
     def _kept(self) -> tuple:
         if self._session is None:
+            if self._error:
+                raise ConfigError(f"The live worker failed ({self._error}); nothing of this session was kept.")
             raise ConfigError("The session's audio is available after stop().")
         return self._session
 

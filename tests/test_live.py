@@ -218,3 +218,25 @@ def test_ice_servers_are_empty_unless_configured(monkeypatch):
         ice_servers("[{urls: nope")
     with pytest.raises(ConfigError, match="needs 'urls'"):
         ice_servers([{"username": "u"}])
+
+
+def test_a_worker_process_that_dies_is_reported_not_waited_for(model, speech_then_silence):
+    import os
+    import signal
+
+    s = LiveScorer(model, worker="process")
+    try:
+        assert s.wait_ready(120)
+        feed(s, speech_then_silence[: 2 * SR])
+        os.kill(s._proc.pid, signal.SIGKILL)
+        deadline = time.time() + 15
+        while s.stats().error is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert "ended unexpectedly" in s.stats().error
+        t0 = time.perf_counter()
+        s.stop()
+        assert time.perf_counter() - t0 < 5
+        with pytest.raises(ConfigError, match="worker failed"):
+            s.to_analysis()
+    finally:
+        s.close()
