@@ -91,6 +91,16 @@ def test_a_stopped_session_becomes_an_analysis_with_turns_windows_and_exports(mo
     assert sorted(written) == ["csv", "json", "textgrid"] and all(p.stat().st_size > 100 for p in written.values())
     rows = s.timeline_rows()
     assert len(rows) == len(s.updates()) and {"no speech"} <= {r["emotion"] for r in rows}
+    # History keeps it whole, and the History page's four-panel view draws it
+    from ser.figures import analysis_figure
+    from ser.history import History
+
+    hist = History(tmp_path / "h.sqlite")
+    back, settings, audio = hist.get(hist.save(a, {"source": "live"}, audio=s.wav_bytes()))
+    assert back.windows == a.windows and settings == {"source": "live"} and audio == s.wav_bytes()
+    fig = analysis_figure(wav.y, wav.sr, back)
+    assert fig.layout.xaxis.range is None or fig.layout.xaxis.range[1] >= a.duration_s - 0.1
+    assert len(fig.data) >= 4
 
 
 def test_process_worker_gives_the_same_timeline_and_reports_its_cpu(model, speech_then_silence):
