@@ -17,11 +17,11 @@ except SERError as exc:
     st.error(str(exc))
     st.stop()
 st.caption(f"Analyses saved on this machine ({hist.path}; set $SER_HISTORY_DB to move it). Audio is kept only "
-           "when you ticked that box on the Analyze page.")
+           "when you ticked that box on the Analyze page; a live session always keeps its own.")
 
 entries = hist.list()
 if not entries:
-    st.info("Nothing saved yet: analyses from the Analyze page appear here.")
+    st.info("Nothing saved yet: analyses from the Analyze page and live sessions appear here.")
     st.stop()
 
 table = pd.DataFrame([{"id": e.id, "saved": e.created, "name": e.name, "duration (s)": round(e.duration_s, 1),
