@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages import chosen_model
 from ser.audio import SUPPORTED_FORMATS, load_audio
 from ser.errors import SERError
 
@@ -17,13 +18,6 @@ LABEL_SETS = {"8 emotions (RAVDESS)": "ravdess8", "7 basic emotions": "basic7", 
               "valence: positive / neutral / negative": "valence3", "valence: positive / negative": "valence2"}
 EXT = {"json": "application/json", "csv": "text/csv", "rttm": "text/plain", "textgrid": "text/plain",
        "eaf": "application/xml", "audacity": "text/plain"}
-
-
-@st.cache_resource(show_spinner="Loading the emotion model…")
-def get_model(name: str, device: str):
-    from ser.models import load_model
-
-    return load_model(name, device=device)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -107,7 +101,7 @@ if data is None:
 # --- analysis ------------------------------------------------------------------------
 digest = hashlib.sha256(data).hexdigest()
 try:
-    model = get_model(st.session_state.get("model_name", "default"), st.session_state.get("device", "auto"))
+    model = chosen_model()
     if backend == "pyannote":
         diarizer = get_pyannote(pa_source, pa_token, st.session_state.get("device", "auto"))
     else:

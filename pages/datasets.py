@@ -70,13 +70,13 @@ guess = st.radio("Your guess", labels, horizontal=True, index=None, key="dataset
 if st.button("Reveal", key="datasets_reveal"):
     st.session_state.datasets_revealed = True
 if st.session_state.get("datasets_revealed"):
+    from pages import chosen_model
     from ser.audio import load_audio
-    from ser.models import load_model
 
     st.markdown(f"Intended emotion: **{clip['label']}** (speaker {clip['speaker']})"
                 + (f" — your guess, {guess}, was {'right' if guess == clip['label'] else 'not it'}." if guess else ""))
     try:
-        model = load_model(st.session_state.get("model_name", "default"), device=st.session_state.get("device", "auto"))
+        model = chosen_model()
         audio = load_audio(clip["path"])
         r = model.predict(audio.y, audio.sr)
         st.bar_chart(pd.Series(r["probabilities"], name="model probability"))

@@ -9,26 +9,19 @@ the session to History and offers it as downloads.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import altair  # noqa: F401  (imported with the page, not on the first clip)
 import pandas as pd
 import streamlit as st
 
+from pages import get_model
 from ser.audio import SUPPORTED_FORMATS, AudioLimits, load_audio
 from ser.errors import SERError
 from ser.exports import clips_zip, export_bytes, rows_csv
-from ser.figures import live_timeline, probability_bars
+from ser.figures import EMOTION_COLOURS, live_timeline, probability_bars
 
 MAX_CLIPS = 20  # quick clips kept in the session list
-
-
-@st.cache_resource(show_spinner="Loading the emotion model…")
-def get_model(name: str, device: str):
-    from ser.models import load_model
-
-    return load_model(name, device=device).warm_up()  # the first clip is then as fast as the next
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -40,19 +33,24 @@ def classify(data: bytes, name: str, model_name: str, device: str) -> dict:
             "channels": audio.source_channels, "codec": audio.codec}
 
 
+def big_text(text: str, sub: str = "", *, colour: str = "#cfd8dc", size: str = "4.2rem", tag: str = "") -> None:
+    """Type a room can read (the page's only HTML); ``tag`` names the result it shows."""
+    st.markdown(f"<div class='ser-headline' data-result='{tag}' style='font-size:{size};font-weight:700;"
+                f"line-height:1.1;color:{colour}'>{text}</div><div style='font-size:1.2rem;color:#546e7a'>{sub}</div>",
+                unsafe_allow_html=True)
+
+
 def headline(emotion: str | None, probs: dict | None, uncertain: bool, *, size: str = "4.2rem", tag: str = "") -> None:
-    """The top emotion in type a room can read; "uncertain" when nothing clearly leads."""
+    """The top emotion; "uncertain" when nothing clearly leads; "no speech" when nothing was scored."""
     if emotion is None:
-        text, sub, colour = "no speech", "listening…", "#90a4ae"
+        big_text("no speech", "listening…", colour="#90a4ae", size=size, tag=tag)
     elif uncertain:
         first, second = sorted(probs, key=probs.get, reverse=True)[:2]
-        text, sub, colour = "uncertain", f"maybe {first} ({probs[first]:.0%}) or {second} ({probs[second]:.0%})", "#607d8b"
+        big_text("uncertain", f"maybe {first} ({probs[first]:.0%}) or {second} ({probs[second]:.0%})",
+                 colour="#607d8b", size=size, tag=tag)
     else:
-        from ser.figures import EMOTION_COLOURS
-
-        text, sub, colour = emotion, f"{probs[emotion]:.0%} probability", EMOTION_COLOURS.get(emotion, "#37474f")
-    st.markdown(f"<div class='ser-headline' data-result='{tag}' style='font-size:{size};font-weight:700;line-height:1.1;color:{colour}'>"
-                f"{text}</div><div style='font-size:1.2rem;color:#546e7a'>{sub}</div>", unsafe_allow_html=True)
+        big_text(emotion, f"{probs[emotion]:.0%} probability", colour=EMOTION_COLOURS.get(emotion, "#37474f"),
+                 size=size, tag=tag)
 
 
 # app.py's sidebar sets these; a page opened directly by its URL before app.py ran uses the defaults
@@ -86,8 +84,7 @@ def quick_clip() -> None:
         # the same elements as a result, empty: the browser loads their code now, not on the first clip
         big, bars = st.columns([1, 1])
         with big:
-            st.markdown("<div class='ser-headline' data-result='' style='font-size:4.2rem;font-weight:700;"
-                        "line-height:1.1;color:#cfd8dc'>…</div>", unsafe_allow_html=True)
+            big_text("…")
         with bars:
             st.altair_chart(probability_bars(dict.fromkeys(model.labels, 0.0)), width="stretch")
     else:
@@ -141,10 +138,10 @@ def quick_clip() -> None:
 
 # --- streaming -------------------------------------------------------------------------------
 class Stream:
-    """This browser session's live scorer, reachable from the WebRTC callback thread."""
+    """This browser session's live scorer, reachable from the WebRTC callback thread
+    (which has no session state) even after the page replaces the scorer."""
 
     def __init__(self):
-        self.lock = threading.Lock()
         self.scorer = None
 
     def on_frame(self, frame) -> None:  # aiortc's event loop: hand over and return
@@ -185,14 +182,14 @@ def streaming() -> None:
         st.error(str(exc))
         return
 
-    with stream.lock:  # the scorer's worker process starts now, so it is warm by the time audio arrives
-        sc = stream.scorer
-        if sc is None or sc.model is not model or sc.stats().error:
-            if sc is not None:
-                sc.close()
-            stream.scorer = LiveScorer(model, settings)
-        elif sc.stats().received_s == 0 and sc.settings != settings:
-            sc.reset(settings)
+    # the scorer's worker process starts now, so it is warm by the time audio arrives
+    sc = stream.scorer
+    if sc is None or sc.model is not model or sc.stats().error:
+        if sc is not None:
+            sc.close()
+        stream.scorer = LiveScorer(model, settings)
+    elif sc.stats().received_s == 0 and sc.settings != settings:
+        sc.reset(settings)
     ctx = webrtc_streamer(
         key="live_mic", mode=WebRtcMode.SENDONLY, rtc_configuration=rtc,
         media_stream_constraints={"audio": {"echoCancellation": False, "noiseSuppression": False,
@@ -242,8 +239,7 @@ def streaming() -> None:
         big, bars = st.columns([1, 1])
         with big:
             if latest is None:
-                st.markdown("<div class='ser-headline' style='font-size:2.4rem;color:#90a4ae'>listening…</div>",
-                            unsafe_allow_html=True)
+                big_text("listening…", colour="#90a4ae", size="2.4rem")
                 st.caption(f"The first update comes after {min(settings.first_s, settings.window_s):g} s of audio.")
             else:
                 headline(latest.emotion, latest.probabilities, latest.uncertain, size="3.4rem")

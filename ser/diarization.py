@@ -101,14 +101,22 @@ _VAD = None
 _ENCODER = None
 
 
+def load_vad():
+    """A fresh silero-vad model (its own streaming state), without changing torch's thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    from silero_vad import load_silero_vad  # sets torch to one thread on import
+
+    vad = load_silero_vad()
+    torch.set_num_threads(threads)
+    return vad
+
+
 def _silero():
     global _VAD
     if _VAD is None:
-        import torch
-        threads = torch.get_num_threads()
-        from silero_vad import load_silero_vad  # sets torch to one thread on import
-        torch.set_num_threads(threads)
-        _VAD = load_silero_vad()
+        _VAD = load_vad()
     return _VAD
 
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from . import __version__
 from .analysis import Analysis, EmotionSegment, SpeakerTurn
+from .diarization import load_vad
 from .errors import AudioError, ConfigError
 
 SR = 16_000
@@ -93,22 +94,26 @@ class LiveUpdate:
     emotion: str | None  # None: no speech (nothing was guessed)
     probabilities: dict[str, float] | None
     uncertain: bool
-    latency_s: float  # last sample's arrival -> ready for display
-    ready_at: float  # the scorer's clock when it was ready
+    arrived_at: float  # the scorer's clock when the frame with the window's last sample arrived
+    ready_at: float  # the scorer's clock when the update was ready for display
 
     @property
     def no_speech(self) -> bool:
         return self.emotion is None
 
+    @property
+    def latency_s(self) -> float:
+        return self.ready_at - self.arrived_at
+
 
 @dataclass(frozen=True)
 class LiveStats:
-    received_s: float  # audio received (at 16 kHz)
+    received_s: float  # audio pushed so far (s)
     dropped_s: float  # audio dropped because the worker fell behind by more than max_queue_s
     updates: int
     scored: int
     no_speech: int
-    worker_cpu_s: float  # CPU time of the worker thread (all its work)
+    worker_cpu_s: float  # CPU time of the worker (the child process, or the worker thread)
     running: bool
     truncated: bool  # past max_session_s: no more audio/timeline kept for saving
     error: str | None  # what stopped the worker, if it failed
@@ -129,19 +134,6 @@ def frame_to_mono(frame: Any) -> tuple[np.ndarray, int]:
         x = (x.astype(np.float32) - 128.0) / 128.0
     x = x.astype(np.float32, copy=False)
     return (x.mean(axis=1) if channels > 1 else x[:, 0]), int(frame.sample_rate)
-
-
-def load_vad():
-    """A fresh silero-vad model (its own streaming state), without changing torch's thread count."""
-    import torch
-
-    threads = torch.get_num_threads()
-    from silero_vad import load_silero_vad  # sets torch to one thread on import
-
-    vad = load_silero_vad()
-    torch.set_num_threads(threads)
-    return vad
-
 
 
 class _Engine:
@@ -183,12 +175,11 @@ class _Engine:
         return out
 
     def finish(self) -> list[LiveUpdate]:
-        """The end of the stream: release what the resampler still holds (its filter delay)."""
+        """The end of the stream: release what the resampler still holds (its filter delay).
+        The engine takes no frames after this; a new session gets a new engine."""
         if self.resampler is None:
             return []
         tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-        self.resampler = None
-        self.in_sr = None
         out: list[LiveUpdate] = []
         for i in range(0, tail.size, self.hop):
             out += self._append(tail[i:i + self.hop])
@@ -255,11 +246,10 @@ class _Engine:
             if p is not None:
                 r = self.model.result(np.asarray(p, dtype=np.float64))
                 emotion, probs, uncertain = r["emotion"], r["probabilities"], bool(r["uncertain"])
-        now = self.clock()
-        arrived = self._arrival_of(end / SR)
         return LiveUpdate(start_s=round(start / SR, 3), end_s=round(end / SR, 3), speech_s=round(speech, 3),
                           level_db=round(20.0 * float(np.log10(max(rms, 1e-10))), 1), emotion=emotion,
-                          probabilities=probs, uncertain=uncertain, latency_s=now - arrived, ready_at=arrived)
+                          probabilities=probs, uncertain=uncertain, arrived_at=self._arrival_of(end / SR),
+                          ready_at=self.clock())
 
     def audio_int16(self) -> np.ndarray:
         return np.concatenate(self.recorded) if self.recorded else np.zeros(0, np.int16)
@@ -303,10 +293,8 @@ def _child(model_path: str, device: str, settings: LiveSettings, inq: Any, outq:
                 for u in engine.feed(x, sr, arrived):
                     outq.put(("update", u, time.process_time() - cpu0))
             elif kind == "flush":  # the end of a session: everything it kept
-                in_sr = engine.in_sr
                 for u in engine.finish():
                     outq.put(("update", u, time.process_time() - cpu0))
-                engine.in_sr = in_sr
                 outq.put(("session", engine.audio_int16().tobytes(), list(engine.vad_probs), engine.in_sr,
                           engine.truncated, time.process_time() - cpu0))
             elif kind == "reset":
@@ -340,7 +328,7 @@ class LiveScorer:
         self._lock = threading.Lock()  # guards what readers see
         self._vad = vad
         self._closed = False
-        self._proc = self._inq = self._outq = self._reader = None
+        self._proc = self._inq = self._outq = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._new_session()
@@ -351,8 +339,7 @@ class LiveScorer:
     def _new_session(self) -> None:
         s = self.settings
         self._pending: collections.deque = collections.deque()  # thread worker: (x, sr, arrival)
-        self._pending_s = 0.0
-        self._in_flight: collections.deque = collections.deque()  # process worker: (arrival, seconds)
+        self._in_flight: collections.deque = collections.deque()  # process worker: arrival of each frame sent
         self._dropped_s = 0.0
         self._pushed_s = 0.0
         self._stopping = False
@@ -388,6 +375,7 @@ class LiveScorer:
             self._proc.join(5)
             if self._proc.is_alive():
                 self._proc.terminate()
+            self._inq.cancel_join_thread()  # frames nobody will read must not hold up the interpreter's exit
 
     def __enter__(self) -> LiveScorer:
         return self
@@ -416,14 +404,12 @@ class LiveScorer:
                 if len(self._in_flight) >= MAX_PENDING:  # the worker is stuck or still loading
                     self._dropped_s += dur
                     return
-                self._in_flight.append((t, dur))
+                self._in_flight.append(t)
                 self._inq.put(("frame", x, int(sr), t))
                 return
             self._pending.append((x, int(sr), t))
-            self._pending_s += dur
             while len(self._pending) > MAX_PENDING:
                 old, old_sr, _ = self._pending.popleft()
-                self._pending_s -= old.size / old_sr
                 self._dropped_s += old.size / old_sr
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run_thread, name="ser-live", daemon=True)
@@ -472,11 +458,10 @@ class LiveScorer:
 
     # --- workers --------------------------------------------------------------------------
     def _deliver(self, u: LiveUpdate, cpu_s: float) -> None:
-        now = self.clock()
-        u = dataclasses.replace(u, latency_s=now - u.ready_at, ready_at=now)  # ready_at carried the arrival
+        u = dataclasses.replace(u, ready_at=self.clock())  # ready here, where the page reads it
         with self._lock:
             self._latest = u
-            if u.end_s * SR <= self.settings.max_session_s * SR:
+            if u.end_s <= self.settings.max_session_s:
                 self._updates.append(u)
             self._n_updates += 1
             if u.no_speech:
@@ -498,13 +483,10 @@ class LiveScorer:
                         self._cond.wait(0.5)
                     items = list(self._pending)
                     self._pending.clear()
-                    self._pending_s = 0.0
                     done = self._stopping and not items
                 if done:
-                    in_sr = engine.in_sr
                     for u in engine.finish():
                         self._deliver(u, time.thread_time() - cpu0)
-                    engine.in_sr = in_sr
                     break
                 for x, sr, t in items:
                     if self.clock() - t > self.settings.max_queue_s:  # fell behind: keep the meter current
@@ -531,9 +513,8 @@ class LiveScorer:
         self._proc.start()
         # the reader holds only a weak reference, so a scorer dropped without close() is collected
         # and its finalizer ends the worker (a browser tab that went away)
-        self._reader = threading.Thread(target=_read_loop, args=(weakref.ref(self), self._outq, self._proc),
-                                        name="ser-live-reader", daemon=True)
-        self._reader.start()
+        threading.Thread(target=_read_loop, args=(weakref.ref(self), self._outq, self._proc),
+                         name="ser-live-reader", daemon=True).start()
         weakref.finalize(self, _end_process, self._proc, self._inq)
 
     def _on_message(self, msg: tuple) -> None:
@@ -543,13 +524,13 @@ class LiveScorer:
         elif kind == "update":
             u = msg[1]
             with self._cond:
-                while self._in_flight and self._in_flight[0][0] <= u.ready_at:
+                while self._in_flight and self._in_flight[0] <= u.arrived_at:
                     self._in_flight.popleft()
             self._deliver(u, msg[2])
         elif kind == "dropped":
             with self._cond:
                 self._dropped_s += msg[1]
-                while self._in_flight and self._in_flight[0][0] <= msg[2]:
+                while self._in_flight and self._in_flight[0] <= msg[2]:
                     self._in_flight.popleft()
         elif kind == "session":
             _, raw, probs, in_sr, truncated, cpu_s = msg
@@ -566,11 +547,10 @@ class LiveScorer:
             self._stopped.set()
 
     # --- readers: any thread --------------------------------------------------------------
-    def updates(self, since_s: float | None = None) -> list[LiveUpdate]:
-        """The kept timeline (oldest first); only windows ending after ``since_s`` when given."""
+    def updates(self) -> list[LiveUpdate]:
+        """The kept timeline, oldest first."""
         with self._lock:
-            out = list(self._updates)
-        return out if since_s is None else [u for u in out if u.end_s > since_s]
+            return list(self._updates)
 
     @property
     def latest(self) -> LiveUpdate | None:
@@ -692,6 +672,7 @@ def _read_loop(ref: Any, outq: Any, proc: Any) -> None:
             if me is None:
                 return
             if not proc.is_alive():
+                me._inq.cancel_join_thread()  # the pipe may be full of frames the dead worker never read
                 with me._lock:
                     if not me._closed and me._error is None:
                         me._error = "the live worker process ended unexpectedly"
@@ -719,6 +700,7 @@ def _end_process(proc: Any, inq: Any) -> None:
         proc.join(2)
         if proc.is_alive():
             proc.terminate()
+    inq.cancel_join_thread()
 
 
 def ice_servers(value: Any = None) -> list[dict]:

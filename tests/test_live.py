@@ -250,3 +250,30 @@ def test_a_worker_process_that_dies_is_reported_not_waited_for(model, speech_the
             s.to_analysis()
     finally:
         s.close()
+
+
+def test_a_program_whose_worker_died_still_exits(tiny_model_dir, tmp_path):
+    """Frames the dead worker never read must not keep the interpreter from exiting (this hung
+    a whole test run once: the queue's feeder thread waited on a full pipe at exit)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "die.py"
+    script.write_text(f"""
+import os, signal, time
+import numpy as np
+from ser.live import LiveScorer
+from ser.models import load_model
+
+if __name__ == "__main__":
+    s = LiveScorer(load_model({str(tiny_model_dir)!r}, device="cpu"), worker="process")
+    assert s.wait_ready(120)
+    os.kill(s._proc.pid, signal.SIGSTOP)  # the worker stops reading
+    for _ in range(300):  # 6 s of 20 ms frames: more than a pipe holds
+        s.push(np.zeros(960, np.int16), 48_000)
+    time.sleep(1.0)
+    os.kill(s._proc.pid, signal.SIGKILL)
+    print("pushed", flush=True)
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0 and "pushed" in done.stdout, done.stderr[-2000:]
