@@ -367,14 +367,16 @@ def _decode_pyav(src: _Source, label: str, sr: int, limits: AudioLimits) -> _Dec
         _check_rate(source_sr, label)
         if container.duration:  # microseconds, from the container header
             _check_duration(container.duration / 1_000_000, label, limits)
-        to_float = av.AudioResampler(format="fltp")  # keep rate and layout, planar float
+        # packed (interleaved) float, rate and layout kept: one buffer per frame whatever the channel
+        # count (PyAV's planar to_ndarray reads past its plane pointers at 8+ channels and segfaults)
+        to_float = av.AudioResampler(format="flt")
         resampler = _Resampler(source_sr, sr)
         max_frames = int(limits.max_duration_s * source_sr) + 1
         read = 0
         try:
             for frame in container.decode(stream):
                 for out in to_float.resample(frame):
-                    block = out.to_ndarray().T  # (channels, n) -> (n, channels)
+                    block = _packed(out)
                     read += len(block)
                     if read > max_frames:
                         _check_duration(read / source_sr, label, limits)
@@ -387,7 +389,7 @@ def _decode_pyav(src: _Source, label: str, sr: int, limits: AudioLimits) -> _Dec
                 f"({_short(exc)}). Export or download it again."
             ) from exc
         for out in to_float.resample(None):
-            resampler.push(out.to_ndarray().T)
+            resampler.push(_packed(out))
         codec = stream.codec_context.name
         declared_s = (container.duration or 0) / 1_000_000
     if read == 0:
@@ -398,6 +400,12 @@ def _decode_pyav(src: _Source, label: str, sr: int, limits: AudioLimits) -> _Dec
             f"{read / source_sr:.2f} s could be decoded. Export or download it again."
         )
     return _Decoded(resampler.finish(), source_sr, channels, codec)
+
+
+def _packed(frame) -> np.ndarray:
+    """(n, channels) float32 from a packed-float PyAV frame."""
+    channels = max(1, len(frame.layout.channels))
+    return frame.to_ndarray().reshape(-1, channels)
 
 
 def _validate_signal(y: np.ndarray, sr: int, label: str, limits: AudioLimits) -> None:

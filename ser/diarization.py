@@ -24,6 +24,8 @@ is set by the user.
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -97,34 +99,65 @@ class Embeddings:
     duration_s: float = 0.0
 
 
-_VAD = None
 _ENCODER = None
+_LOAD_LOCK = threading.Lock()
 
 
 def load_vad():
     """A fresh silero-vad model (its own streaming state), without changing torch's thread count."""
     import torch
 
-    threads = torch.get_num_threads()
-    from silero_vad import load_silero_vad  # sets torch to one thread on import
+    with _LOAD_LOCK:  # the thread count is process-wide: save and restore it in one piece
+        threads = torch.get_num_threads()
+        from silero_vad import load_silero_vad  # sets torch to one thread on import
 
-    vad = load_silero_vad()
-    torch.set_num_threads(threads)
+        vad = load_silero_vad()
+        torch.set_num_threads(threads)
     return vad
 
 
-def _silero():
-    global _VAD
-    if _VAD is None:
-        _VAD = load_vad()
-    return _VAD
+class _VadPool:
+    """silero-vad instances lent to one caller at a time.
+
+    A silero model is a TorchScript module that keeps its streaming state in attributes it
+    reassigns on every call; two threads calling one instance corrupt the heap (SIGABRT
+    "corrupted double-linked list" / SIGSEGV with two concurrent analyses). Each caller
+    borrows an instance of its own; instances are created on demand and reused, so there
+    are never more than the peak number of concurrent analyses.
+    """
+
+    def __init__(self) -> None:
+        self._free: list = []
+        self._lock = threading.Lock()
+        self.created = 0
+
+    @contextmanager
+    def borrow(self):
+        with self._lock:
+            vad = self._free.pop() if self._free else None
+        if vad is None:
+            vad = load_vad()
+            with self._lock:
+                self.created += 1
+        try:
+            yield vad
+        finally:
+            vad.reset_states()
+            with self._lock:
+                self._free.append(vad)
+
+
+VAD_POOL = _VadPool()
 
 
 def _resemblyzer():
+    """The d-vector encoder, shared: a stateless LSTM forward, safe to call from several threads."""
     global _ENCODER
     if _ENCODER is None:
-        from resemblyzer import VoiceEncoder
-        _ENCODER = VoiceEncoder(device="cpu", verbose=False)
+        with _LOAD_LOCK:
+            if _ENCODER is None:
+                from resemblyzer import VoiceEncoder
+                _ENCODER = VoiceEncoder(device="cpu", verbose=False)
     return _ENCODER
 
 
@@ -168,7 +201,8 @@ def speech_regions(y: np.ndarray, sr: int, s: BuiltinSettings) -> np.ndarray:
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if peak == 0.0:
         return np.zeros((0, 2), dtype=np.int64)
-    probs = _speech_probs(np.ascontiguousarray(y, dtype=np.float32), _silero())
+    with VAD_POOL.borrow() as vad:
+        probs = _speech_probs(np.ascontiguousarray(y, dtype=np.float32), vad)
     ts = get_speech_timestamps_from_probs(probs, sampling_rate=sr, threshold=s.vad_threshold,
                                           min_speech_duration_ms=int(s.min_speech_s * 1000),
                                           min_silence_duration_ms=int(s.min_silence_s * 1000),
@@ -487,11 +521,18 @@ class PyannoteDiarizer:
         self.token = token or hf_token_from_env()
         self.device = device
         self._pipeline = None
+        # a pipeline keeps per-run state (hooks, instantiated parameters, models moved to a device):
+        # one run at a time per instance
+        self._lock = threading.RLock()
 
     def settings(self) -> dict:
         return {"backend": self.name, "source": self.source, "device": self.device}
 
     def _load(self):
+        with self._lock:
+            return self._load_locked()
+
+    def _load_locked(self):
         if self._pipeline is not None:
             return self._pipeline
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
@@ -551,7 +592,8 @@ class PyannoteDiarizer:
         kwargs = {k: v for k, v in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
                                     ("max_speakers", max_speakers)) if v is not None}
         wave = {"waveform": torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None], "sample_rate": sr}
-        out = pipe(wave, **kwargs)
+        with self._lock:
+            out = pipe(wave, **kwargs)
         ann = getattr(out, "speaker_diarization", out)  # pyannote 4 returns an object; 3.x an Annotation
         turns = [SpeakerTurn(round(seg.start, 3), round(seg.end, 3), str(label))
                  for seg, _, label in ann.itertracks(yield_label=True)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,29 +33,38 @@ DEFAULT_HOP_S = 1.0
 
 
 class StageCache:
-    """A small LRU of stage results (embeddings, turns, window scores) per process."""
+    """A small LRU of stage results (embeddings, turns, window scores) per process.
+
+    Shared by concurrent analyses (the API's workers, several dashboard sessions): the
+    dictionary is guarded by a lock, the computation is not (two threads that miss the
+    same key both compute it, and the results are equal).
+    """
 
     def __init__(self, max_items: int = 32):
         self.max_items = max_items
         self._d: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits: dict[str, int] = {}
         self.misses: dict[str, int] = {}
 
     def get_or_compute(self, stage: str, key: Hashable, fn: Callable[[], Any]) -> Any:
         k = (stage, key)
-        if k in self._d:
-            self._d.move_to_end(k)
-            self.hits[stage] = self.hits.get(stage, 0) + 1
-            return self._d[k]
-        self.misses[stage] = self.misses.get(stage, 0) + 1
+        with self._lock:
+            if k in self._d:
+                self._d.move_to_end(k)
+                self.hits[stage] = self.hits.get(stage, 0) + 1
+                return self._d[k]
+            self.misses[stage] = self.misses.get(stage, 0) + 1
         value = fn()
-        self._d[k] = value
-        while len(self._d) > self.max_items:
-            self._d.popitem(last=False)
+        with self._lock:
+            self._d[k] = value
+            while len(self._d) > self.max_items:
+                self._d.popitem(last=False)
         return value
 
     def clear(self) -> None:
-        self._d.clear()
+        with self._lock:
+            self._d.clear()
 
 
 DEFAULT_CACHE = StageCache()
