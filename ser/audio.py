@@ -57,6 +57,8 @@ class AudioLimits:
     max_bytes: int = 2 * 1024**3
     # a signal whose peak stays below this level (dBFS) counts as digital silence
     silence_dbfs: float = -80.0
+    # float audio's nominal range is ±1; a peak above this (+40 dBFS) is a damaged file, not a loud one
+    max_peak: float = 100.0
 
 
 DEFAULT_LIMITS = AudioLimits()
@@ -294,7 +296,8 @@ class _Resampler:
         self._parts: list[np.ndarray] = []
 
     def push(self, block: np.ndarray) -> None:  # block: (frames, channels)
-        mono = block.mean(axis=1, dtype=np.float64).astype(np.float32) if block.ndim == 2 else block.astype(np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf samples are reported after decoding
+            mono = (block.mean(axis=1, dtype=np.float64) if block.ndim == 2 else block).astype(np.float32)
         if self._stream is None:
             self._parts.append(mono)
         else:
@@ -311,7 +314,7 @@ class _Resampler:
 def _decode_soundfile(src: _Source, label: str, sr: int, limits: AudioLimits) -> _Decoded:
     import soundfile as sf
 
-    with src.open() as raw, sf.SoundFile(raw) as f:
+    with src.open() as raw, sf.SoundFile(_QuietSeeks(raw)) as f:
         source_sr, channels, frames = f.samplerate, f.channels, f.frames
         _check_rate(source_sr, label)
         if frames > 0:
@@ -338,6 +341,34 @@ def _decode_soundfile(src: _Source, label: str, sr: int, limits: AudioLimits) ->
             f"only {read / source_sr:.2f} s could be read. Export or download it again."
         )
     return _Decoded(resampler.finish(), source_sr, channels, codec)
+
+
+class _QuietSeeks:
+    """A binary file for libsndfile whose seek and read never raise.
+
+    soundfile calls them from C callbacks, where a Python exception cannot propagate: a
+    damaged header asking for a negative position printed a traceback on stderr ("Exception
+    ignored from cffi callback") while the file was refused. A refused seek leaves the
+    position where it was, as fseek does; the decoder then finds the file corrupt.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self._raw.seek(offset, whence)
+        except (ValueError, OSError, OverflowError):
+            return self._raw.tell()
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._raw.read(n)
+        except (ValueError, OSError, OverflowError, MemoryError):
+            return b""
 
 
 def _bytes_per_frame(codec: str, channels: int) -> int:
@@ -411,12 +442,7 @@ def _packed(frame) -> np.ndarray:
 def _validate_signal(y: np.ndarray, sr: int, label: str, limits: AudioLimits) -> None:
     if y.size == 0:
         raise AudioError(f"{label} holds no audio samples; record or export it again.")
-    if not np.isfinite(y).all():
-        bad = int((~np.isfinite(y)).sum())
-        raise AudioError(
-            f"{label} contains {bad} invalid samples (NaN or infinity); the file is "
-            "damaged — export it again as 16-bit PCM."
-        )
+    check_samples(y, label, max_peak=limits.max_peak)
     duration = len(y) / sr
     if duration < limits.min_duration_s:
         raise AudioError(
@@ -430,6 +456,29 @@ def _validate_signal(y: np.ndarray, sr: int, label: str, limits: AudioLimits) ->
         raise AudioError(
             f"{label} is digital silence (peak level {level} dBFS); check that the "
             "microphone is connected and unmuted, then record again."
+        )
+
+
+def check_samples(y: np.ndarray, label: str = "the audio", *, max_peak: float = DEFAULT_LIMITS.max_peak) -> None:
+    """Raise :class:`AudioError` unless every sample is finite and within ``±max_peak``.
+
+    Called by the audio door and again at the model boundary, so that no probability the
+    product emits can be NaN, whatever path the samples took.
+    """
+    if y.size == 0:
+        return
+    if not np.isfinite(y).all():
+        bad = int((~np.isfinite(y)).sum())
+        raise AudioError(
+            f"{label} contains {bad} invalid samples (NaN or infinity); the file is "
+            "damaged — export it again as 16-bit PCM."
+        )
+    peak = float(np.abs(y).max())
+    if peak > max_peak:
+        raise AudioError(
+            f"{label} has sample values up to {peak:.3g}, far outside the ±1.0 range of audio "
+            f"(the limit is ±{max_peak:g}); the file is damaged or not a float recording. "
+            "Export it again as 16-bit PCM."
         )
 
 

@@ -31,6 +31,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from . import __version__
+from .audio import check_samples
 from .calibration import softmax
 from .errors import AudioError, ModelError
 from .features import FeatureConfig, dct_matrix, mel_filterbank, pooled_statistics, trim_silence
@@ -384,6 +385,7 @@ class EmotionModel:
         """Validate rate and length, trim leading/trailing silence as in training."""
         if sr != self.card.sample_rate:
             raise AudioError(f"The model expects {self.card.sample_rate} Hz audio, got {sr} Hz; load it with ser.audio.load_audio.")
+        check_samples(np.asarray(y), name)
         if self.fc.trim_db is not None:
             y = trim_silence(y, top_db=self.fc.trim_db)
         if len(y) < self.card.min_duration_s * sr:
@@ -400,7 +402,7 @@ class EmotionModel:
         else:
             x = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None]
         with torch.inference_mode():
-            return self.net(x.to(self.device))[0].float().cpu().numpy()
+            return _finite(self.net(x.to(self.device))[0].float().cpu().numpy(), self.id)
 
     #: clips longer than this are scored in windows (bounded memory) and the probabilities averaged
     max_clip_s: float = 20.0
@@ -440,7 +442,7 @@ class EmotionModel:
                 else:
                     x = torch.from_numpy(np.stack([np.asarray(y, dtype=np.float32) for _, y in chunk]))
                 with torch.inference_mode():
-                    z = self.net(x.to(self.device)).float().cpu().numpy()
+                    z = _finite(self.net(x.to(self.device)).float().cpu().numpy(), self.id)
                 out[[i for i, _ in chunk]] = softmax(z / self.card.temperature)
         return out
 
@@ -465,6 +467,14 @@ class EmotionModel:
         y = sum(np.sin(2 * np.pi * 150.0 * k * t) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
         self.predict_proba((0.1 * y).astype(np.float32), sr)
         return self
+
+
+def _finite(z: np.ndarray, model_id: str) -> np.ndarray:
+    """The model's output, or a ModelError: a NaN or infinite logit never becomes a probability."""
+    if not np.isfinite(z).all():
+        raise ModelError(f"The model {model_id} produced non-finite scores for valid audio; "
+                         "its weights may be damaged. Reinstall or retrain it.")
+    return z
 
 
 def load_model(name_or_path: str | Path = "default", device: str = "auto") -> EmotionModel:

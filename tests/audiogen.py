@@ -20,37 +20,9 @@ def tone(duration_s: float = 1.0, sr: int = 16_000, freq: float = 220.0, amp: fl
 
 def encode(y: np.ndarray, sr: int, fmt: str, *, channels: int = 1, subtype: str | None = None) -> bytes:
     """Encode ``y`` (mono) as ``fmt`` with ``channels`` identical channels; returns the bytes."""
-    data = np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
-    if fmt in ("wav", "flac", "ogg", "mp3"):
-        import soundfile as sf
+    from ser.fuzz import encode as _encode
 
-        buf = io.BytesIO()
-        kw = {"wav": ("WAV", subtype or "PCM_16"), "flac": ("FLAC", subtype or "PCM_16"),
-              "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}[fmt]
-        sf.write(buf, data, sr, format=kw[0], subtype=kw[1])
-        return buf.getvalue()
-    return _encode_pyav(data, sr, fmt, channels)
-
-
-def _encode_pyav(data: np.ndarray, sr: int, fmt: str, channels: int) -> bytes:
-    import av
-
-    container_fmt, codec = {"m4a": ("ipod", "aac"), "webm": ("webm", "libopus"),
-                            "aac": ("adts", "aac"), "opus": ("ogg", "libopus")}[fmt]
-    rate = 48_000 if codec == "libopus" and sr not in (8000, 12000, 16000, 24000, 48000) else sr
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format=container_fmt) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
-        planar = np.ascontiguousarray((data.T if data.ndim == 2 else data[None, :]).astype(np.float32))
-        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=stream.layout.name)
-        frame.sample_rate = sr
-        resampler = av.AudioResampler(format=stream.format.name, layout=stream.layout.name, rate=rate)
-        for f in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
+    return _encode(y, sr, fmt, channels=channels, subtype=subtype)
 
 
 def write(path: Path, y: np.ndarray, sr: int, fmt: str, **kw) -> Path:
