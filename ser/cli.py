@@ -237,7 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .api import APISettings, serve
 
     s = APISettings.from_env()
-    for k in ("model", "device", "workers", "queue", "max_upload_mb"):
+    for k in ("model", "device", "workers", "queue", "max_upload_mb", "body_timeout_s"):
         v = getattr(args, k)
         if v is not None:
             setattr(s, k, v)
@@ -347,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=int, help="analyses run at once (default: CPU cores)")
     sv.add_argument("--queue", type=int, help="requests allowed to wait for a worker (default 2 × workers); "
                                                 "beyond that: 429 with Retry-After")
-    sv.add_argument("--max-upload-mb", type=float, help="upload size limit (default 50)")
+    sv.add_argument("--max-upload-mb", type=float, help="upload size limit (default 50), enforced while the body "
+                                                         "streams in")
+    sv.add_argument("--body-timeout-s", type=float, help="longest pause while a request body arrives; then 408 "
+                                                          "(default 30)")
     sv.set_defaults(func=cmd_serve)
     return p
 

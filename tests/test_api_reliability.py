@@ -1,0 +1,187 @@
+"""A real `ser serve` process (uvicorn on loopback) under hostile uploads and mixed load.
+
+Upload limits hold while the body streams in (bytes counted on the client's socket), and
+concurrent analyses, corrupt and multichannel files never cost a 5xx or the process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiogen import encode, tone
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`ser serve` with the shipped model, 2 workers, a 2 MB upload limit and a 1.5 s body pause limit."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "ser.cli", "serve", "--port", str(port), "--device", "cpu",
+                                 "--workers", "2", "--queue", "8", "--max-upload-mb", "2", "--body-timeout-s", "1.5"],
+                                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+        assert proc.poll() is None, log.read_text()[-2000:]
+    yield {"url": url, "port": port, "proc": proc, "log": log}
+    proc.terminate()
+    proc.wait(20)
+
+
+def _raw(port: int, head: bytes, body_chunks, *, read_timeout: float = 10.0) -> tuple[int | None, int, bytes]:
+    """Send ``head`` then the chunks on a raw socket until the server answers or closes; returns
+    (HTTP status or None, body bytes the server took off the socket before that, response bytes)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(read_timeout)
+    s.sendall(head)
+    sent, reply = 0, b""
+    s.setblocking(False)
+    try:
+        for chunk in body_chunks:
+            view = memoryview(chunk)
+            while view:
+                try:
+                    n = s.send(view)
+                    view, sent = view[n:], sent + n
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    raise StopIteration
+                try:
+                    data = s.recv(65536)
+                    if not data:
+                        raise StopIteration
+                    reply += data
+                    if b"\r\n\r\n" in reply:
+                        raise StopIteration
+                except BlockingIOError:
+                    time.sleep(0.0005) if view else None
+    except StopIteration:
+        pass
+    s.setblocking(True)
+    s.settimeout(read_timeout)
+    try:
+        while b"\r\n\r\n" not in reply:
+            data = s.recv(65536)
+            if not data:
+                break
+            reply += data
+    except (OSError, socket.timeout):
+        pass
+    s.close()
+    status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/") else None
+    return status, sent, reply
+
+
+def _multipart_head(port: int, *, length: int | None) -> bytes:
+    framing = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
+    return (f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{framing}"
+            "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n").encode()
+
+
+def test_lying_content_length_gets_413_at_once(server):
+    t0 = time.perf_counter()
+    status, _, reply = _raw(server["port"], _multipart_head(server["port"], length=300 * MB), [b"--xyz\r\n"])
+    assert status == 413 and b"over the 2 MB limit" in reply
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_300_mb_chunked_body_is_cut_off_just_over_the_limit(server):
+    def chunks():
+        piece = os.urandom(256 * 1024)
+        frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+        head = b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
+        yield f"{len(head):x}\r\n".encode() + head + b"\r\n"
+        for _ in range(300 * 4):  # 300 MB
+            yield frame
+
+    t0 = time.perf_counter()
+    status, sent, reply = _raw(server["port"], _multipart_head(server["port"], length=None), chunks())
+    assert status == 413 and b"over the 2 MB limit" in reply, reply[:300]
+    # what left the client: the 2 MB limit plus what the kernel's socket buffers hold, never the 300 MB
+    assert sent < 12 * MB, sent / MB
+    assert time.perf_counter() - t0 < 10
+
+
+def test_stalled_body_gets_408_after_the_pause_limit(server):
+    t0 = time.perf_counter()
+    status, _, reply = _raw(server["port"], _multipart_head(server["port"], length=100_000), [b"--xyz\r\n"])
+    waited = time.perf_counter() - t0
+    assert status == 408 and b"stalled" in reply
+    assert 1.4 < waited < 5
+
+
+def test_server_still_answers_after_the_refusals(server):
+    import httpx
+    r = httpx.post(server["url"] + "/v1/classify", files={"file": ("a.wav", encode(tone(2.0), 16_000, "wav"))},
+                   timeout=60)
+    assert r.status_code == 200 and server["proc"].poll() is None
+
+
+@pytest.mark.slow
+def test_mixed_load_no_death_no_5xx(server):
+    """8 clients for 20 s mixing classify, analyze of real speech, corrupt and 7.1 files (the
+    20-client, 60-second version is bench/api_load.py --mix)."""
+    import httpx
+
+    speech = (ROOT / "assets" / "demo_dialogue.wav").read_bytes()
+    clip = encode(tone(3.0, 16_000, freq=170.0), 16_000, "wav")
+    surround = encode(tone(3.0, 16_000), 16_000, "m4a", channels=8)
+    rng = np.random.default_rng(0)
+    corrupt = bytearray(encode(tone(2.0), 16_000, "wav", subtype="FLOAT"))
+    corrupt[22:24] = (9).to_bytes(2, "little")  # a float WAV claiming 9 channels
+    junk = rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    jobs = [("/v1/classify", "clip.wav", clip, 200), ("/v1/analyze", "dialogue.wav", speech, 200),
+            ("/v1/classify", "surround.m4a", surround, 200), ("/v1/analyze", "surround.m4a", surround, 200),
+            ("/v1/classify", "bad.wav", bytes(corrupt), None), ("/v1/classify", "junk.wav", junk, 400)]
+    statuses: dict[int, int] = {}
+    wrong: list = []
+    stop = time.time() + 20
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=server["url"], timeout=120) as http:
+            i = k
+            while time.time() < stop:
+                path, name, data, want = jobs[i % len(jobs)]
+                i += 1
+                r = http.post(path, files={"file": (name, data)})
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 429:
+                    time.sleep(float(r.headers.get("Retry-After", 1)))
+                elif r.status_code >= 500 or (want and r.status_code != want):
+                    wrong.append((path, name, r.status_code, r.text[:200]))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert server["proc"].poll() is None, server["log"].read_text()[-2000:]
+    assert not wrong, wrong[:5]
+    assert statuses.get(200, 0) >= 10 and not any(s >= 500 for s in statuses), statuses
