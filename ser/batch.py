@@ -8,6 +8,12 @@ on one machine.
 
 A file counts as done when its JSON result exists and records the same options; a
 rerun after a crash or kill skips those, so every file is analysed exactly once.
+
+Crash safety: results are written as ``.NAME.partPID`` and renamed; a run starts by
+removing the temporaries of processes that no longer exist (a SIGKILL leaves one). Worker
+processes (``jobs`` > 1) die with their parent (Linux parent-death signal, plus a watchdog
+that checks the parent every 0.2 s) and check that the parent is alive before each
+rename, so nothing is written after the main process is killed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +147,9 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
             final = out / f"{stem}.{EXTENSIONS[fmt]}"
             tmp = out / f".{stem}.{EXTENSIONS[fmt]}.part{os.getpid()}"
             WRITERS[fmt](a, tmp)
+            if _orphaned():  # the run was killed while this worker computed: write nothing more
+                tmp.unlink(missing_ok=True)
+                os._exit(1)
             os.replace(tmp, final)
             written.append(final.name)
         row.update(_summary_fields(a.to_dict()), outputs=";".join(written))
@@ -152,6 +164,58 @@ def _worker(args: tuple) -> dict:
     return analyze_file(path, out_dir, opts, stem=stem)
 
 
+_PARENT: int | None = None  # in a worker: the pid of the run that started it
+
+
+def _orphaned() -> bool:
+    return _PARENT is not None and os.getppid() != _PARENT
+
+
+def _bind_to_parent(parent: int) -> None:
+    """Worker initializer: die with the main process, never outlive it."""
+    global _PARENT
+    _PARENT = parent
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: the kernel kills us when the parent dies
+    except (OSError, AttributeError):  # not Linux: the watchdog alone
+        pass
+    if _orphaned():  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watchdog() -> None:
+        while not _orphaned():
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watchdog, name="ser-batch-watchdog", daemon=True).start()
+
+
+_PART = re.compile(r"^\..+\.part(\d+)$")
+
+
+def clean_stale_parts(out: Path) -> list[Path]:
+    """Remove temporaries (``.NAME.partPID``) left in ``out`` by processes that no longer run."""
+    removed = []
+    for p in out.glob(".*.part*"):
+        m = _PART.match(p.name)
+        if not m or not p.is_file():
+            continue
+        pid = int(m.group(1))
+        try:
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:  # someone else's live process
+            alive = True
+        if not alive:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def run_batch(files: Sequence[Path], out_dir: str | Path, opts: BatchOptions, *, jobs: int = 1,
               roots: dict[Path, Path] | None = None, log: Callable[[str], None] | None = None,
               show_progress: bool = True) -> dict:
@@ -164,6 +228,9 @@ def run_batch(files: Sequence[Path], out_dir: str | Path, opts: BatchOptions, *,
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stale = clean_stale_parts(out)
+    if log and stale:
+        log(f"removed {len(stale)} temporary file(s) left by an interrupted run")
     roots = roots or {}
     stems = {f: output_stem(f, roots.get(f)) for f in files}
     dup = {s for s in stems.values() if list(stems.values()).count(s) > 1}
@@ -181,7 +248,8 @@ def run_batch(files: Sequence[Path], out_dir: str | Path, opts: BatchOptions, *,
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         wopts = BatchOptions(**{**asdict(opts), "threads": opts.threads or 1})
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_bind_to_parent, initargs=(os.getpid(),)) as pool:
             futs = {pool.submit(_worker, (f, out, wopts, stems[f])): f for f in todo}
             for fut in as_completed(futs):
                 row = fut.result()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -100,3 +101,68 @@ def test_analyze_file_is_pure_and_marks_done(tmp_path, tiny_model_dir):
     bad = analyze_file(tmp_path / "in" / "broken.wav", tmp_path / "out", opts)
     assert bad["status"] == "error" and "broken.wav" in bad["error"]
     assert output_stem(tmp_path / "in" / "a" / "b.wav", tmp_path / "in") == "a__b"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc's parent links)."""
+    from pathlib import Path
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        kids = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= kids
+        frontier = kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_killed_parallel_run_leaves_no_worker_and_no_temporary_file(tmp_path, tiny_model_dir):
+    """SIGKILL of the main process of `--jobs 2`: its workers are gone within 5 s and write nothing
+    after it; a temporary file the kill leaves is removed by the next run."""
+    _corpus(tmp_path / "in", 8)
+    out = tmp_path / "out"
+    out.mkdir()
+    # a temporary left by a long-dead process (a kill between write and rename), and one of a live process
+    stale = out / ".clip05.json.part999999999"
+    stale.write_text("{half")
+    live = out / f".clip06.json.part{os.getpid()}"
+    live.write_text("{in progress")
+    proc = subprocess.Popen(_cmd(tmp_path / "in", out, tiny_model_dir, "--jobs", "2"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    workers: set[int] = set()
+    while time.time() < deadline and len(list(out.glob("clip*.json"))) < 1:
+        workers |= _descendants(proc.pid)
+        time.sleep(0.05)
+    workers |= _descendants(proc.pid)
+    assert len(workers) >= 2, workers  # the two workers (and multiprocessing's resource tracker)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t_kill = time.time()
+    while time.time() < t_kill + 5 and any(_alive(p) for p in workers):
+        time.sleep(0.05)
+    assert not [p for p in workers if _alive(p)], "workers outlived the killed run by 5 s"
+    after_kill = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    time.sleep(1.0)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == after_kill  # nothing written since
+    assert not stale.exists() or stale.name in after_kill
+
+    r = subprocess.run(_cmd(tmp_path / "in", out, tiny_model_dir, "--jobs", "2"), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 1, r.stderr[-2000:]  # broken.wav
+    left = sorted(p.name for p in out.glob(".*"))
+    assert left == [live.name], left  # the dead run's temporaries are gone; a live process's is kept
+    assert [row["status"] for row in _summary(out)].count("ok") == 8
