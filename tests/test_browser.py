@@ -163,3 +163,43 @@ def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, 
         p = model.predict_proba(audio[round(w.start_s * 16_000): round(w.end_s * 16_000)], 16_000)
         assert model.labels[int(np.argmax(p))] == emotion, (t, emotion)
     assert analysis.provenance["live"]["worker"] == "process" and analysis.provenance["live"]["dropped_s"] == 0
+
+
+def test_two_sessions_analysing_at_once_both_get_their_result(app_url, tmp_path):
+    """Two browser sessions upload different recordings at the same moment: both analyses run
+    in the one Streamlit process at once (this aborted the server before each analysis got its
+    own silero-vad instance), both are drawn, and the server still answers afterwards."""
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+    from screenshot import open_analyze_page
+
+    from ser.audio import load_audio
+    from ser.fuzz import encode
+
+    y = load_audio(ROOT / "assets" / "demo_dialogue.wav").y
+    files = []
+    for k, reps in enumerate((4, 5)):  # different content: no shared cache entry between the two
+        path = tmp_path / f"meeting{k}.wav"
+        path.write_bytes(encode(np.tile(y * (0.9 - 0.2 * k), reps), 16_000, "wav"))
+        files.append(path)
+    with sync_playwright() as pw:
+        (b1, p1), (b2, p2) = open_analyze_page(pw, app_url), open_analyze_page(pw, app_url)
+        for page, path in ((p1, files[0]), (p2, files[1])):
+            page.locator("input[type=file]").first.set_input_files(str(path))
+        labels = []
+        for page, reps in ((p1, 4), (p2, 5)):
+            done = page.get_by_text("Analysed").first
+            done.wait_for(timeout=300_000)
+            labels.append(done.inner_text())
+            plot = page.locator(".js-plotly-plot").first
+            plot.wait_for(timeout=120_000)
+            for title in ("Waveform", "Mel spectrogram", "Speakers", "Emotion"):
+                assert plot.locator("text.annotation-text", has_text=title).count() >= 1, title
+            assert plot.locator("g.barlayer path").count() >= 6 * reps  # the turns of every repetition
+        b1.close()
+        b2.close()
+    dur = len(y) / 16_000
+    assert f"Analysed {4 * dur:.1f} s" in labels[0] and f"Analysed {5 * dur:.1f} s" in labels[1], labels
+    with urllib.request.urlopen(app_url + "/_stcore/health", timeout=10) as r:
+        assert r.status == 200 and r.read() == b"ok"
