@@ -45,9 +45,15 @@ _SF_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OG
                "caf": ("CAF", "PCM_16"), "w64": ("W64", "PCM_16")}
 #: PyAV (FFmpeg) formats: extension -> (container, codec)
 _AV_FORMATS = {"m4a": ("ipod", "aac"), "aac": ("adts", "aac"), "webm": ("webm", "libopus"),
-               "opus": ("ogg", "libopus")}
+               "opus": ("ogg", "libopus"),
+               # not advertised, but FFmpeg decodes them, so they pass the door and are fuzzed too
+               "caf-alac": ("caf", "alac"), "ac3": ("ac3", "ac3"), "mp2": ("mp2", "mp2"),
+               "mka": ("matroska", "pcm_s16le"), "amr": ("amr", "libopencore_amrnb"), "wv": ("wv", "wavpack"),
+               "avi": ("avi", "mp3"), "mov": ("mov", "pcm_s24le"), "tta": ("tta", "tta")}
+#: rates some encoders insist on
+_AV_RATES = {"ac3": 48_000, "libopencore_amrnb": 8_000}
 #: what the encoders can write, per extension: the most channels
-MAX_CHANNELS = {"mp3": 2, **{f: 8 for f in (*_SF_FORMATS, *_AV_FORMATS) if f != "mp3"}}
+MAX_CHANNELS = {**{f: 8 for f in (*_SF_FORMATS, *_AV_FORMATS)}, "mp3": 2, "mp2": 2, "amr": 1, "avi": 2}
 
 
 def voice(duration_s: float = 1.0, sr: int = 16_000, f0: float = 150.0, seed: int = 0) -> np.ndarray:
@@ -83,7 +89,9 @@ def _encode_pyav(data: np.ndarray, sr: int, fmt: str, channels: int) -> bytes:
     import av
 
     container, codec = _AV_FORMATS[fmt]
-    rate = 48_000 if codec == "libopus" and sr not in (8000, 12000, 16000, 24000, 48000) else sr
+    rate = _AV_RATES.get(codec, sr)
+    if codec == "libopus" and sr not in (8000, 12000, 16000, 24000, 48000):
+        rate = 48_000
     # libopus has no 2.1 mapping; FC-first 3.0 is one it knows
     layout = "3.0" if codec == "libopus" and channels == 3 else LAYOUTS[channels]
     buf = io.BytesIO()
@@ -122,6 +130,8 @@ def seed_files() -> dict[str, bytes]:
     out["webm-opus"] = encode(y16, 16_000, "webm", channels=2)
     out["webm-opus-6ch"] = encode(y16, 16_000, "webm", channels=6)
     out["ogg-opus"] = encode(y16, 16_000, "opus")
+    for fmt in ("caf-alac", "ac3", "mp2", "mka", "amr", "wv", "avi", "mov", "tta"):
+        out[fmt] = encode(y16, 16_000, fmt)
     return out
 
 

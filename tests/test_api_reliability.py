@@ -86,8 +86,8 @@ def _raw(port: int, head: bytes, body_chunks, *, read_timeout: float = 10.0) -> 
         pass
     s.setblocking(True)
     s.settimeout(read_timeout)
-    try:
-        while b"\r\n\r\n" not in reply:
+    try:  # the error answers close the connection: read to the end
+        while True:
             data = s.recv(65536)
             if not data:
                 break
