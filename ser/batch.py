@@ -101,15 +101,36 @@ def _summary_fields(d: dict) -> dict:
             "dominant_emotions": ";".join(f"{s}={v['dominant_emotion']}" for s, v in d["speakers"].items())}
 
 
+#: longest output stem in bytes: room for ".textgrid", the ".partPID" of a temporary and a leading dot
+MAX_STEM_BYTES = 200
+
+
 def output_stem(path: Path, root: Path | None) -> str:
-    """Output name: the path relative to the input folder (subfolders joined by "__"), without suffix."""
+    """Output name: the path relative to the input folder (subfolders joined by "__"), without suffix.
+
+    Always one plain file name inside the output folder: no separators, ``..``, control
+    characters or leading dots survive, and a name too long for the file system is cut and
+    made unique with a hash of the full one.
+    """
+    stem = path.stem
     if root is not None:
         try:
-            rel = path.relative_to(root)
-            return "__".join(rel.with_suffix("").parts)
+            stem = "__".join(path.relative_to(root).with_suffix("").parts)
         except ValueError:
             pass
-    return path.stem
+    return safe_stem(stem)
+
+
+def safe_stem(stem: str) -> str:
+    """``stem`` as one plain file name of at most MAX_STEM_BYTES bytes (see output_stem)."""
+    import hashlib
+
+    clean = "".join("_" if (ord(c) < 32 or c in "/\\\x7f") else c for c in stem).lstrip(".") or "audio"
+    raw = clean.encode("utf-8", "surrogateescape")
+    if len(raw) > MAX_STEM_BYTES:
+        digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        clean = f"{raw[:MAX_STEM_BYTES - 13].decode('utf-8', 'ignore')}-{digest}"
+    return clean
 
 
 def is_done(json_path: Path, opts: BatchOptions) -> bool:

@@ -233,10 +233,28 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if r["failed"] else 0
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .api import APISettings, serve
 
     s = APISettings.from_env()
+    if not is_loopback(args.host) and not (s.api_key or args.insecure):
+        print(f"error: refusing to serve on {args.host} without an API key: anyone who can reach this machine "
+              "could send recordings and read results. Set SER_API_KEY (clients then send X-API-Key), keep the "
+              "default --host 127.0.0.1, or pass --insecure if a proxy in front of the server authenticates.",
+              file=sys.stderr)
+        return 2
     for k in ("model", "device", "workers", "queue", "max_upload_mb", "body_timeout_s"):
         v = getattr(args, k)
         if v is not None:
@@ -342,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="the REST API: POST /v1/classify, /v1/analyze; GET /v1/models, /healthz")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--insecure", action="store_true",
+                    help="allow a non-loopback --host without SER_API_KEY (only behind an authenticating proxy)")
     sv.add_argument("--model", help="model name or folder (default $SER_API_MODEL or default)")
     sv.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sv.add_argument("--workers", type=int, help="analyses run at once (default: CPU cores)")
