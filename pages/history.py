@@ -16,8 +16,40 @@ try:
 except SERError as exc:
     st.error(str(exc))
     st.stop()
-st.caption(f"Analyses saved on this machine ({hist.path}; set $SER_HISTORY_DB to move it). Audio is kept only "
-           "when you ticked that box on the Analyze page; a live session always keeps its own.")
+st.caption("Analyses saved on this machine (set $SER_HISTORY_DB to move the file). Audio is kept only when you "
+           "ticked that box on the Analyze page; a live session always keeps its own. Set "
+           "$SER_HISTORY_AUDIO_DAYS to drop kept audio after that many days.")
+
+
+@st.cache_resource
+def _retention_applied(path: str) -> int:
+    """Retention runs once per server start (and per database file)."""
+    return History(path).apply_retention()
+
+
+try:
+    dropped = _retention_applied(str(hist.path))
+except SERError as exc:
+    st.error(str(exc))
+    dropped = 0
+if dropped:
+    st.info(f"{dropped} recording(s) older than $SER_HISTORY_AUDIO_DAYS days were deleted at start; "
+            "their analyses are kept.")
+
+stats = hist.stats()
+with st.expander(f"Stored: {stats['analyses']} analyses, {stats['with_audio']} with audio — "
+                 f"{stats['disk_bytes'] / 1024 / 1024:.1f} MB on disk", expanded=False):
+    st.markdown(f"Location: `{stats['path']}`  \nKept audio: {stats['audio_bytes'] / 1024 / 1024:.1f} MB")
+    c1, c2 = st.columns(2)
+    if stats["analyses"]:
+        c1.download_button("Export all (ZIP)", hist.export_all, file_name="ser-history.zip",
+                           mime="application/zip", key="history_export_all", on_click="ignore")
+        sure = c2.checkbox("I want to delete everything", key="history_delete_all_confirm")
+        if c2.button("Delete all", key="history_delete_all", type="secondary", disabled=not sure):
+            n = hist.delete_all()
+            st.session_state.pop("history_delete_all_confirm", None)
+            st.toast(f"Deleted {n} analyses and their audio; the file was compacted.")
+            st.rerun()
 
 entries = hist.list()
 if not entries:

@@ -5,6 +5,12 @@ audio itself only when the user opted in. A row is written in one transaction af
 the analysis has finished, so killing the app mid-analysis leaves nothing half-written.
 
 The path: ``History(path)``, else ``$SER_HISTORY_DB``, else ``~/.cache/ser/history.sqlite``.
+
+The user controls the data: :meth:`History.stats` says what is stored and where,
+:meth:`History.export_all` packs everything into one ZIP, :meth:`History.delete` and
+:meth:`History.delete_all` remove it from disk (deleted pages are zeroed, the file is
+vacuumed and its write-ahead log truncated), and :meth:`History.apply_retention` drops kept
+audio older than N days (``$SER_HISTORY_AUDIO_DAYS``, applied when the dashboard starts).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class History:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
@@ -124,9 +131,92 @@ class History:
         db = self._connect()
         try:
             with db:
-                return db.execute("DELETE FROM analyses WHERE id = ?", (entry_id,)).rowcount > 0
+                gone = db.execute("DELETE FROM analyses WHERE id = ?", (entry_id,)).rowcount > 0
         finally:
             db.close()
+        if gone:
+            self._compact()
+        return gone
+
+    def delete_all(self) -> int:
+        """Remove every saved analysis and its audio from disk; returns how many were removed."""
+        db = self._connect()
+        try:
+            with db:
+                n = db.execute("DELETE FROM analyses").rowcount
+        finally:
+            db.close()
+        self._compact()
+        return n
+
+    def apply_retention(self, audio_days: float | None = None) -> int:
+        """Drop kept audio older than ``audio_days`` (default ``$SER_HISTORY_AUDIO_DAYS``; unset: keep
+        it); the analyses stay. Returns how many recordings were dropped."""
+        if audio_days is None:
+            env = os.environ.get("SER_HISTORY_AUDIO_DAYS", "").strip()
+            if not env:
+                return 0
+            try:
+                audio_days = float(env)
+            except ValueError as exc:
+                raise DataError(f"$SER_HISTORY_AUDIO_DAYS must be a number of days (got {env!r}).") from exc
+        cutoff = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - audio_days * 86400))
+        db = self._connect()
+        try:
+            with db:
+                n = db.execute("UPDATE analyses SET audio = NULL WHERE audio IS NOT NULL AND created < ?",
+                               (cutoff,)).rowcount
+        finally:
+            db.close()
+        if n:
+            self._compact()
+        return n
+
+    def _compact(self) -> None:
+        """Give freed space back to the file system: vacuum, then truncate the write-ahead log."""
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+
+    def stats(self) -> dict:
+        """What is stored and where: counts, bytes of kept audio, the database's files and their size."""
+        db = self._connect()
+        try:
+            n, with_audio, audio_bytes = db.execute(
+                "SELECT count(*), count(audio), coalesce(sum(length(audio)), 0) FROM analyses").fetchone()
+        finally:
+            db.close()
+        files = [p for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if p.exists()]
+        return {"path": str(self.path), "analyses": int(n), "with_audio": int(with_audio),
+                "audio_bytes": int(audio_bytes), "files": [str(p) for p in files],
+                "disk_bytes": sum(p.stat().st_size for p in files)}
+
+    def export_all(self) -> bytes:
+        """Every saved analysis as a ZIP: ``<id>-<name>.json`` (analysis and settings) and the kept audio."""
+        import io
+        import zipfile
+
+        from .batch import safe_stem
+
+        buf = io.BytesIO()
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT id, created, name, settings, result, audio, audio_name FROM analyses "
+                              "ORDER BY id").fetchall()
+        finally:
+            db.close()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for id_, created, name, settings, result, audio, audio_name in rows:
+                stem = f"{id_:05d}-{safe_stem(Path(name).stem or 'analysis')}"
+                z.writestr(f"{stem}.json", json.dumps({"id": id_, "created": created,
+                                                       "settings": json.loads(settings),
+                                                       "analysis": json.loads(result)}, indent=1))
+                if audio is not None:
+                    z.writestr(f"{stem}{Path(audio_name or name).suffix or '.wav'}", audio)
+        return buf.getvalue()
 
     def check(self) -> str:
         """SQLite's integrity check ("ok" when the file is sound)."""

@@ -155,3 +155,27 @@ def test_datasets_page_explores_a_corpus_and_reveals(page, tmp_path):
     assert not page.exception and any("Intended emotion" in m.value for m in page.markdown)
     page.text_input(key="datasets_folder").set_value(str(tmp_path / "nothing")).run()
     assert not page.exception and page.error
+
+
+def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_path):
+    import io
+    import os
+    import zipfile
+
+    from ser.history import History
+
+    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    page.switch_page("pages/history.py").run()
+    assert not page.exception
+    hist = History(os.environ["SER_HISTORY_DB"])
+    assert len(hist.list()) == 1
+    label = next(e.label for e in page.expander if e.label.startswith("Stored"))
+    assert "1 analyses, 0 with audio" in label
+    assert any(str(hist.path) in m.value for m in page.markdown)
+    z = zipfile.ZipFile(io.BytesIO(hist.export_all()))
+    assert [n.endswith(".json") for n in z.namelist()] == [True]
+    assert page.button(key="history_delete_all").disabled  # not without the confirmation
+    page.checkbox(key="history_delete_all_confirm").check().run()
+    page.button(key="history_delete_all").click().run()
+    assert not page.exception
+    assert hist.list() == [] and any("Nothing saved yet" in i.value for i in page.info)

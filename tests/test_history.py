@@ -76,3 +76,75 @@ while True:
     for e in entries:  # every row is complete: its JSON parses and the audio is all there
         a, settings, audio = h.get(e.id)
         assert len(a.turns) == 3000 and settings == {"n": 1} and len(audio) == 2_000_000
+
+
+def _on_disk(h: History, needle: bytes) -> bool:
+    """Whether ``needle`` is anywhere in the database's files (main file, WAL, shared memory)."""
+    from pathlib import Path
+    return any(needle in p.read_bytes() for p in (h.path, Path(f"{h.path}-wal"), Path(f"{h.path}-shm"))
+               if p.exists())
+
+
+def _recording(seed: int) -> bytes:
+    import numpy as np
+    return b"RIFF" + np.random.default_rng(seed).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+
+
+def test_delete_all_removes_analyses_and_audio_from_disk(tmp_path):
+    h = History(tmp_path / "h.sqlite")
+    audios = [_recording(k) for k in range(3)]
+    for k, audio in enumerate(audios):
+        h.save(_analysis(f"interview{k}.wav", f"{k:02d}" * 32), {"model": "m"}, audio=audio, audio_name=f"i{k}.wav")
+    st = h.stats()
+    assert st["analyses"] == 3 and st["with_audio"] == 3 and st["audio_bytes"] == sum(map(len, audios))
+    assert st["disk_bytes"] > 600_000 and str(h.path) in st["files"]
+    assert all(_on_disk(h, a[1000:1064]) for a in audios)
+    assert h.delete_all() == 3
+    assert h.list() == [] and not any(_on_disk(h, a[1000:1064]) for a in audios)
+    assert not _on_disk(h, b"interview0.wav")
+    assert h.stats()["disk_bytes"] < 100_000  # vacuumed, WAL truncated
+
+
+def test_deleting_one_analysis_removes_its_audio_from_disk(tmp_path):
+    h = History(tmp_path / "h.sqlite")
+    keep, drop = _recording(1), _recording(2)
+    i = h.save(_analysis("keep.wav"), {}, audio=keep, audio_name="keep.wav")
+    j = h.save(_analysis("drop.wav"), {}, audio=drop, audio_name="drop.wav")
+    assert h.delete(j)
+    assert _on_disk(h, keep[5000:5064]) and not _on_disk(h, drop[5000:5064])
+    assert h.get(i)[2] == keep
+
+
+def test_retention_drops_old_audio_and_keeps_the_analyses(tmp_path, monkeypatch):
+    h = History(tmp_path / "h.sqlite")
+    old, new = _recording(3), _recording(4)
+    i = h.save(_analysis("old.wav"), {}, audio=old, audio_name="old.wav")
+    j = h.save(_analysis("new.wav"), {}, audio=new, audio_name="new.wav")
+    with sqlite3.connect(h.path) as db:  # the first one was saved 40 days ago
+        db.execute("UPDATE analyses SET created = datetime('now', 'localtime', '-40 days') WHERE id = ?", (i,))
+    monkeypatch.delenv("SER_HISTORY_AUDIO_DAYS", raising=False)
+    assert h.apply_retention() == 0  # no retention unless asked
+    monkeypatch.setenv("SER_HISTORY_AUDIO_DAYS", "30")
+    assert h.apply_retention() == 1
+    assert h.get(i)[2] is None and h.get(j)[2] == new and len(h.list()) == 2
+    assert not _on_disk(h, old[7000:7064]) and _on_disk(h, new[7000:7064])
+    monkeypatch.setenv("SER_HISTORY_AUDIO_DAYS", "soon")
+    with pytest.raises(DataError, match="number of days"):
+        h.apply_retention()
+
+
+def test_export_all_is_one_zip_with_every_analysis_and_kept_audio(tmp_path):
+    import io
+    import json
+    import zipfile
+
+    h = History(tmp_path / "h.sqlite")
+    h.save(_analysis("../../etc/a.wav"), {"model": "m"})
+    audio = _recording(5)
+    h.save(_analysis("b.m4a"), {"model": "m"}, audio=audio, audio_name="b.m4a")
+    z = zipfile.ZipFile(io.BytesIO(h.export_all()))
+    names = sorted(z.namelist())
+    assert names == ["00001-a.json", "00002-b.json", "00002-b.m4a"], names
+    d = json.loads(z.read("00002-b.json"))
+    assert d["settings"] == {"model": "m"} and d["analysis"]["name"] == "b.m4a"
+    assert z.read("00002-b.m4a") == audio
