@@ -37,7 +37,8 @@ if dropped:
             "their analyses are kept.")
 
 stats = hist.stats()
-with st.expander(f"Stored: {stats['analyses']} analyses, {stats['with_audio']} with audio — "
+with st.expander(f"Stored: {stats['analyses']} {'analysis' if stats['analyses'] == 1 else 'analyses'}, "
+                 f"{stats['with_audio']} with audio — "
                  f"{stats['disk_bytes'] / 1024 / 1024:.1f} MB on disk", expanded=False):
     st.markdown(f"Location: `{stats['path']}`  \nKept audio: {stats['audio_bytes'] / 1024 / 1024:.1f} MB")
     c1, c2 = st.columns(2)

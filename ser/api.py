@@ -250,6 +250,15 @@ class _Service:
         return a.to_dict()
 
 
+def _keep_uploads_in_memory(limit: int) -> None:
+    """Recordings of people are not written to disk: Starlette's multipart parser spools a file
+    part over 1 MB to a temporary file; raise that threshold to the upload limit (process-wide,
+    and only ever upward), so an accepted upload stays in memory from arrival to answer."""
+    from starlette.formparsers import MultiPartParser
+
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limit)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_req: Request, exc: APIError):
@@ -279,6 +288,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     gate = _Gate(s.workers, queue)
     max_bytes = int(s.max_upload_mb * 1024 * 1024)
     service = _Service(s, max_bytes)
+    _keep_uploads_in_memory(max_bytes + MULTIPART_OVERHEAD)
 
     app = FastAPI(title="ser — speech emotion recognition API", version=__version__,
                   description="POST audio, get emotions. Errors are JSON: {\"error\": {\"type\", \"message\"}}.")

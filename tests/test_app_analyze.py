@@ -170,7 +170,7 @@ def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_pat
     hist = History(os.environ["SER_HISTORY_DB"])
     assert len(hist.list()) == 1
     label = next(e.label for e in page.expander if e.label.startswith("Stored"))
-    assert "1 analyses, 0 with audio" in label
+    assert "1 analysis, 0 with audio" in label
     assert any(str(hist.path) in m.value for m in page.markdown)
     z = zipfile.ZipFile(io.BytesIO(hist.export_all()))
     assert [n.endswith(".json") for n in z.namelist()] == [True]

@@ -97,3 +97,24 @@ def test_batch_outputs_stay_in_the_output_folder(tmp_path, tiny_model_dir, monke
     written = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".json", ".TextGrid", ".csv"))
     assert written and all(p.parent == out for p in written), written
     assert len([p for p in written if p.suffix == ".json"]) == 3
+
+
+def test_api_uploads_never_touch_the_disk(tiny_model_dir, monkeypatch):
+    """A 3 MB upload (over Starlette's 1 MB spooling threshold) stays in memory."""
+    import tempfile
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from audiogen import encode
+    from ser.api import APISettings, create_app
+
+    rolled = []
+    real = tempfile.SpooledTemporaryFile.rollover
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover",
+                        lambda self: (rolled.append(self), real(self))[1])
+    c = TestClient(create_app(APISettings(model=str(tiny_model_dir), device="cpu", workers=1)))
+    y = np.tile(tone(2.0, 16_000, freq=170.0), 50)  # 100 s of 16-bit audio, 3.2 MB
+    r = c.post("/v1/classify", files={"file": ("long.wav", encode(y, 16_000, "wav"), "audio/wav")})
+    assert r.status_code == 200, r.text
+    assert rolled == []
