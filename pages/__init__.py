@@ -17,3 +17,69 @@ def get_model(name: str, device: str):
 def chosen_model():
     """The model chosen in app.py's sidebar (the defaults when a page was opened by its URL first)."""
     return get_model(st.session_state.get("model_name", "default"), st.session_state.get("device", "auto"))
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict()
+    except FileNotFoundError:  # no secrets file: nothing configured
+        return {}
+
+
+def sign_in_gate() -> str | None:
+    """Called by app.py before any page: the signed-in user's name, or None when the dashboard
+    runs for one person on loopback with no sign-in configured. Shows the sign-in form (and
+    nothing else) until a user signs in; refuses to run on a network address without sign-in."""
+    from ser.auth import auth_config, sign_in_required
+    from ser.errors import SERError
+
+    try:
+        cfg = auth_config(_secrets())
+    except SERError as exc:
+        st.error(str(exc))
+        st.stop()
+    reason = sign_in_required(st.get_option("server.address"), cfg)
+    if reason:
+        st.error(reason)
+        st.stop()
+    if not cfg.enabled:
+        return None
+    if cfg.users:
+        user = st.session_state.get("ser_user")
+        if not user:
+            st.title("Sign in")
+            with st.form("sign_in"):
+                name = st.text_input("User name", key="signin_user")
+                password = st.text_input("Password", type="password", key="signin_password")
+                if st.form_submit_button("Sign in"):
+                    if cfg.check(name, password):
+                        st.session_state["ser_user"] = name.strip()
+                        st.rerun()
+                    st.error("Wrong user name or password.")
+            st.stop()
+    else:  # an OIDC provider through Streamlit's own st.login
+        if not st.user.is_logged_in:
+            st.title("Sign in")
+            st.button("Sign in", on_click=st.login, key="signin_oidc")
+            st.stop()
+        user = str(st.user.get("email") or st.user.get("name") or "user")
+    st.session_state["ser_admin"] = user in cfg.admins
+    with st.sidebar:
+        st.caption(f"Signed in as **{user}**" + (" (admin: sees everyone's History)" if user in cfg.admins else ""))
+        if st.button("Sign out", key="signout"):
+            st.session_state.pop("ser_user", None)
+            if not cfg.users:
+                st.logout()
+            st.rerun()
+    return user
+
+
+def current_user() -> str | None:
+    """Who saves to History (None: no sign-in configured)."""
+    return st.session_state.get("ser_user") or (str(st.user.get("email") or st.user.get("name"))
+                                                if getattr(st.user, "is_logged_in", False) else None)
+
+
+def history_owner() -> str | None:
+    """Whose History a page shows: the signed-in user's, or everyone's (no sign-in, or an admin)."""
+    return None if st.session_state.get("ser_admin") else current_user()

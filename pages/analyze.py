@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import chosen_model
+from pages import chosen_model, current_user
 from ser.audio import SUPPORTED_FORMATS, load_audio
 from ser.errors import SERError
 
@@ -135,8 +135,9 @@ if save_history:
                 "window_s": window_s, "hop_s": hop_s, "label_set": label_set}
     try:
         hist = History()
-        if hist.find(analysis.provenance["audio"]["sha256"], settings) is None:
-            hist.save(analysis, settings, audio=data if keep_audio else None, audio_name=name if keep_audio else None)
+        if hist.find(analysis.provenance["audio"]["sha256"], settings, owner=current_user()) is None:
+            hist.save(analysis, settings, audio=data if keep_audio else None, audio_name=name if keep_audio else None,
+                      owner=current_user())
     except SERError as exc:
         st.warning(f"Not saved to History: {exc}")
 

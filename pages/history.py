@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ser.errors import SERError
+from pages import history_owner
 from ser.history import History
 
 st.title("History")
@@ -36,30 +37,32 @@ if dropped:
     st.info(f"{dropped} recording(s) older than $SER_HISTORY_AUDIO_DAYS days were deleted at start; "
             "their analyses are kept.")
 
-stats = hist.stats()
+owner = history_owner()  # None: everyone's (no sign-in, or an admin)
+stats = hist.stats(owner)
 with st.expander(f"Stored: {stats['analyses']} {'analysis' if stats['analyses'] == 1 else 'analyses'}, "
                  f"{stats['with_audio']} with audio — "
                  f"{stats['disk_bytes'] / 1024 / 1024:.1f} MB on disk", expanded=False):
     st.markdown(f"Location: `{stats['path']}`  \nKept audio: {stats['audio_bytes'] / 1024 / 1024:.1f} MB")
     c1, c2 = st.columns(2)
     if stats["analyses"]:
-        c1.download_button("Export all (ZIP)", hist.export_all, file_name="ser-history.zip",
+        c1.download_button("Export all (ZIP)", lambda: hist.export_all(owner), file_name="ser-history.zip",
                            mime="application/zip", key="history_export_all", on_click="ignore")
         sure = c2.checkbox("I want to delete everything", key="history_delete_all_confirm")
         if c2.button("Delete all", key="history_delete_all", type="secondary", disabled=not sure):
-            n = hist.delete_all()
+            n = hist.delete_all(owner)
             st.session_state.pop("history_delete_all_confirm", None)
             st.toast(f"Deleted {n} analyses and their audio; the file was compacted.")
             st.rerun()
 
-entries = hist.list()
+entries = hist.list(owner)
 if not entries:
     st.info("Nothing saved yet: analyses from the Analyze page and live sessions appear here.")
     st.stop()
 
 table = pd.DataFrame([{"id": e.id, "saved": e.created, "name": e.name, "duration (s)": round(e.duration_s, 1),
                        "speakers": e.speakers, "turns": e.turns, "model": e.settings.get("model"),
-                       "label set": e.settings.get("label_set"), "audio kept": e.has_audio} for e in entries])
+                       "label set": e.settings.get("label_set"), "audio kept": e.has_audio,
+                       **({"user": e.owner} if st.session_state.get("ser_admin") else {})} for e in entries])
 picked = st.dataframe(table, key="history_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
 rows = picked.selection.rows if picked and picked.selection else []
 chosen = [entries[i] for i in rows]
@@ -72,14 +75,14 @@ if len(chosen) >= 2:
     st.subheader("Compare")
     cols = st.columns(len(chosen[:3]))
     for col, e in zip(cols, chosen[:3]):
-        a, settings, _ = hist.get(e.id)
+        a, settings, _ = hist.get(e.id, owner)
         col.markdown(f"**#{e.id} {e.name}** — {e.created}, {settings.get('model')}")
         col.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key=f"history_cmp_{e.id}")
     st.stop()
 
 e = chosen[0]
 try:
-    a, settings, audio = hist.get(e.id)
+    a, settings, audio = hist.get(e.id, owner)
 except SERError as exc:
     st.error(str(exc))
     st.stop()
@@ -106,5 +109,5 @@ for col, (fmt, (file_name, payload)) in zip(cols, files.items()):
     col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
                         key=f"history_dl_{fmt}")
 if cols[-1].button("Delete", key="history_delete", type="secondary"):
-    hist.delete(e.id)
+    hist.delete(e.id, owner)
     st.rerun()

@@ -15,7 +15,7 @@ import altair  # noqa: F401  (imported with the page, not on the first clip)
 import pandas as pd
 import streamlit as st
 
-from pages import get_model
+from pages import current_user, get_model
 from ser.audio import SUPPORTED_FORMATS, AudioLimits, load_audio
 from ser.errors import SERError
 from ser.exports import clips_zip, export_bytes, rows_csv
@@ -214,7 +214,7 @@ def streaming() -> None:
         try:
             saved["history_id"] = History().save(analysis, {"model": model.id, "source": "live",
                                                             "window_s": settings.window_s, "hop_s": settings.hop_s},
-                                                 audio=saved["wav"], audio_name=f"{name}.wav")
+                                                 audio=saved["wav"], audio_name=f"{name}.wav", owner=current_user())
         except SERError as exc:
             saved["history_error"] = str(exc)
         st.session_state.live_saved = saved

@@ -233,20 +233,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if r["failed"] else 0
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Print a password hash for ``[ser_auth] users`` in .streamlit/secrets.toml."""
+    import getpass
 
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    from .auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SERError("The two passwords differ.")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    print(hash_password(password))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .api import APISettings, serve
+
+    from .auth import is_loopback
 
     s = APISettings.from_env()
     if not is_loopback(args.host) and not (s.api_key or args.insecure):
@@ -357,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--force", action="store_true", help="redo files already analysed with the same options")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=cmd_analyze)
+    hp = sub.add_parser("hash-password", help="a password hash for the dashboard's sign-in (secrets.toml "
+                                               "[ser_auth] users); reads the password from the prompt or stdin")
+    hp.set_defaults(func=cmd_hash_password)
     sv = sub.add_parser("serve", help="the REST API: POST /v1/classify, /v1/analyze; GET /v1/models, /healthz")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     sv.add_argument("--port", type=int, default=8000)

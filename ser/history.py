@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS analyses (
     settings TEXT NOT NULL,
     result TEXT NOT NULL,
     audio BLOB,
-    audio_name TEXT
+    audio_name TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS analyses_audio ON analyses (audio_sha256);
 """
@@ -57,6 +58,7 @@ class Entry:
     has_audio: bool
     speakers: int
     turns: int
+    owner: str | None = None
 
 
 class History:
@@ -66,6 +68,8 @@ class History:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.executescript(SCHEMA)
+                if "owner" not in {r[1] for r in db.execute("PRAGMA table_info(analyses)")}:
+                    db.execute("ALTER TABLE analyses ADD COLUMN owner TEXT")  # files from before sign-in
         except (OSError, sqlite3.Error) as exc:
             raise DataError(f"Cannot open the history database {self.path}: {exc}. Set $SER_HISTORY_DB to a "
                             "writable file.") from exc
@@ -79,71 +83,84 @@ class History:
         return db
 
     def save(self, analysis: Analysis, settings: dict, *, audio: bytes | None = None,
-             audio_name: str | None = None) -> int:
-        """Store a finished analysis (one transaction); returns its id."""
+             audio_name: str | None = None, owner: str | None = None) -> int:
+        """Store a finished analysis (one transaction); returns its id. ``owner``: the signed-in user."""
         result = json.dumps(analysis.to_dict())
         sha = analysis.provenance.get("audio", {}).get("sha256", "")
         db = self._connect()
         try:
             with db:
                 cur = db.execute(
-                    "INSERT INTO analyses (created, name, audio_sha256, duration_s, settings, result, audio, audio_name)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO analyses (created, name, audio_sha256, duration_s, settings, result, audio, audio_name,"
+                    " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (time.strftime("%Y-%m-%d %H:%M:%S"), analysis.name, sha, analysis.duration_s,
-                     json.dumps(settings, sort_keys=True, default=str), result, audio, audio_name))
+                     json.dumps(settings, sort_keys=True, default=str), result, audio, audio_name, owner))
                 return int(cur.lastrowid)
         finally:
             db.close()
 
-    def find(self, audio_sha256: str, settings: dict) -> int | None:
-        """The id of an analysis of this audio with exactly these settings, if saved."""
+    def find(self, audio_sha256: str, settings: dict, owner: str | None = None) -> int | None:
+        """The id of an analysis of this audio with exactly these settings, if saved (by ``owner``)."""
+        where, args = self._mine(owner)
         db = self._connect()
         try:
-            row = db.execute("SELECT id FROM analyses WHERE audio_sha256 = ? AND settings = ? ORDER BY id DESC",
-                             (audio_sha256, json.dumps(settings, sort_keys=True, default=str))).fetchone()
+            row = db.execute(f"SELECT id FROM analyses WHERE audio_sha256 = ? AND settings = ? AND {where} "
+                             "ORDER BY id DESC", (audio_sha256, json.dumps(settings, sort_keys=True, default=str),
+                                                  *args)).fetchone()
         finally:
             db.close()
         return int(row[0]) if row else None
 
-    def list(self) -> list[Entry]:
+    # Every reading and deleting method takes ``owner``: None means every user's rows (a
+    # single-user dashboard, or an admin); a name restricts it to that user's rows.
+    @staticmethod
+    def _mine(owner: str | None) -> tuple[str, tuple]:
+        return ("1", ()) if owner is None else ("owner = ?", (owner,))
+
+    def list(self, owner: str | None = None) -> list[Entry]:
+        where, args = self._mine(owner)
         db = self._connect()
         try:
             rows = db.execute("SELECT id, created, name, audio_sha256, duration_s, settings, audio IS NOT NULL, "
                               "json_array_length(result, '$.turns'), "
-                              "(SELECT count(*) FROM json_each(result, '$.speakers')) "
-                              "FROM analyses ORDER BY id DESC").fetchall()
+                              "(SELECT count(*) FROM json_each(result, '$.speakers')), owner "
+                              f"FROM analyses WHERE {where} ORDER BY id DESC", args).fetchall()
         finally:
             db.close()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), int(r[8] or 0), int(r[7] or 0))
-                for r in rows]
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), int(r[8] or 0), int(r[7] or 0),
+                      r[9]) for r in rows]
 
-    def get(self, entry_id: int) -> tuple[Analysis, dict, bytes | None]:
+    def get(self, entry_id: int, owner: str | None = None) -> tuple[Analysis, dict, bytes | None]:
+        where, args = self._mine(owner)
         db = self._connect()
         try:
-            row = db.execute("SELECT result, settings, audio FROM analyses WHERE id = ?", (entry_id,)).fetchone()
+            row = db.execute(f"SELECT result, settings, audio FROM analyses WHERE id = ? AND {where}",
+                             (entry_id, *args)).fetchone()
         finally:
             db.close()
         if row is None:
             raise DataError(f"No saved analysis with id {entry_id}.")
         return Analysis.from_dict(json.loads(row[0])), json.loads(row[1]), row[2]
 
-    def delete(self, entry_id: int) -> bool:
+    def delete(self, entry_id: int, owner: str | None = None) -> bool:
+        where, args = self._mine(owner)
         db = self._connect()
         try:
             with db:
-                gone = db.execute("DELETE FROM analyses WHERE id = ?", (entry_id,)).rowcount > 0
+                gone = db.execute(f"DELETE FROM analyses WHERE id = ? AND {where}", (entry_id, *args)).rowcount > 0
         finally:
             db.close()
         if gone:
             self._compact()
         return gone
 
-    def delete_all(self) -> int:
-        """Remove every saved analysis and its audio from disk; returns how many were removed."""
+    def delete_all(self, owner: str | None = None) -> int:
+        """Remove every saved analysis (of ``owner``) and its audio from disk; returns how many."""
+        where, args = self._mine(owner)
         db = self._connect()
         try:
             with db:
-                n = db.execute("DELETE FROM analyses").rowcount
+                n = db.execute(f"DELETE FROM analyses WHERE {where}", args).rowcount
         finally:
             db.close()
         self._compact()
@@ -181,12 +198,15 @@ class History:
         finally:
             db.close()
 
-    def stats(self) -> dict:
-        """What is stored and where: counts, bytes of kept audio, the database's files and their size."""
+    def stats(self, owner: str | None = None) -> dict:
+        """What is stored (of ``owner``) and where: counts, bytes of kept audio, the database's files
+        and their size (the whole file, every user's rows)."""
+        where, args = self._mine(owner)
         db = self._connect()
         try:
             n, with_audio, audio_bytes = db.execute(
-                "SELECT count(*), count(audio), coalesce(sum(length(audio)), 0) FROM analyses").fetchone()
+                f"SELECT count(*), count(audio), coalesce(sum(length(audio)), 0) FROM analyses WHERE {where}",
+                args).fetchone()
         finally:
             db.close()
         files = [p for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if p.exists()]
@@ -194,8 +214,9 @@ class History:
                 "audio_bytes": int(audio_bytes), "files": [str(p) for p in files],
                 "disk_bytes": sum(p.stat().st_size for p in files)}
 
-    def export_all(self) -> bytes:
-        """Every saved analysis as a ZIP: ``<id>-<name>.json`` (analysis and settings) and the kept audio."""
+    def export_all(self, owner: str | None = None) -> bytes:
+        """Every saved analysis (of ``owner``) as a ZIP: ``<id>-<name>.json`` (analysis and settings)
+        and the kept audio."""
         import io
         import zipfile
 
@@ -204,8 +225,9 @@ class History:
         buf = io.BytesIO()
         db = self._connect()
         try:
+            where, args = self._mine(owner)
             rows = db.execute("SELECT id, created, name, settings, result, audio, audio_name FROM analyses "
-                              "ORDER BY id").fetchall()
+                              f"WHERE {where} ORDER BY id", args).fetchall()
         finally:
             db.close()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

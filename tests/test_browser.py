@@ -203,3 +203,81 @@ def test_two_sessions_analysing_at_once_both_get_their_result(app_url, tmp_path)
     assert f"Analysed {4 * dur:.1f} s" in labels[0] and f"Analysed {5 * dur:.1f} s" in labels[1], labels
     with urllib.request.urlopen(app_url + "/_stcore/health", timeout=10) as r:
         assert r.status == 200 and r.read() == b"ok"
+
+
+def test_sign_in_and_per_user_history(tmp_path):
+    """With users in secrets: an anonymous visitor sees only the sign-in; alice and bob each see
+    only their own History; an admin sees both."""
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS, free_port
+
+    from ser.auth import hash_password
+
+    secrets = tmp_path / "secrets.toml"
+    users = {"alice": "wonderland", "bob": "builder", "root": "admin-pass"}
+    secrets.write_text("[ser_auth]\nadmins = [\"root\"]\n[ser_auth.users]\n" + "".join(
+        f'{u} = "{hash_password(p, iterations=20_000)}"\n' for u, p in users.items()))
+    port = free_port()
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
+           "SER_HISTORY_DB": str(tmp_path / "shared-history.sqlite")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--secrets.files", str(secrets)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def sign_in(browser, user):
+        page = browser.new_context(viewport={"width": 1280, "height": 1200}).new_page()  # its own session
+        page.goto(url, wait_until="networkidle")
+        page.get_by_label("User name").fill(user)
+        page.get_by_role("textbox", name="Password").fill(users[user])
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Analyze a recording").first.wait_for(timeout=120_000)
+        page.get_by_text(f"Signed in as {user}").first.wait_for(timeout=30_000)
+        return page
+
+    def history_names(page):
+        page.get_by_role("link", name="History").first.click()
+        page.get_by_text("Stored:").first.wait_for(timeout=60_000)
+        return page.get_by_text("Stored:").first.inner_text()
+
+    def analyse_demo(page):
+        page.locator("label").filter(has_text="Demo dialogue").first.click(timeout=60_000)
+        page.get_by_text("Analysed").first.wait_for(timeout=300_000)
+
+    try:
+        import socket
+        for _ in range(120):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            anon = browser.new_page()
+            anon.goto(url, wait_until="networkidle")
+            anon.get_by_role("button", name="Sign in").wait_for(timeout=120_000)
+            assert anon.get_by_text("Analyze a recording").count() == 0 and anon.get_by_text("Emotion model").count() == 0
+            anon.get_by_label("User name").fill("alice")
+            anon.get_by_role("textbox", name="Password").fill("wrong")
+            anon.get_by_role("button", name="Sign in").click()
+            anon.get_by_text("Wrong user name or password").wait_for(timeout=30_000)
+
+            alice = sign_in(browser, "alice")
+            analyse_demo(alice)
+            assert "Stored: 1 analysis" in history_names(alice)
+            bob = sign_in(browser, "bob")
+            assert "Stored: 0 analyses" in history_names(bob)
+            bob.get_by_text("Nothing saved yet").first.wait_for(timeout=30_000)
+            bob.get_by_role("link", name="Analyze a recording").first.click()
+            analyse_demo(bob)
+            assert "Stored: 1 analysis" in history_names(bob)  # his own, not alice's as well
+            assert "Stored: 1 analysis" in history_names(alice)
+            root = sign_in(browser, "root")
+            assert "Stored: 2 analyses" in history_names(root)  # the admin sees everyone's
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

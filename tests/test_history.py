@@ -148,3 +148,28 @@ def test_export_all_is_one_zip_with_every_analysis_and_kept_audio(tmp_path):
     d = json.loads(z.read("00002-b.json"))
     assert d["settings"] == {"model": "m"} and d["analysis"]["name"] == "b.m4a"
     assert z.read("00002-b.m4a") == audio
+
+
+def test_each_user_sees_and_deletes_only_their_own(tmp_path):
+    h = History(tmp_path / "h.sqlite")
+    a = h.save(_analysis("alice.wav"), {}, owner="alice", audio=_recording(6), audio_name="alice.wav")
+    b = h.save(_analysis("bob.wav"), {}, owner="bob")
+    assert [e.id for e in h.list("alice")] == [a] and [e.id for e in h.list("bob")] == [b]
+    assert {e.owner for e in h.list()} == {"alice", "bob"}  # None: everyone's (an admin, or no sign-in)
+    with pytest.raises(DataError):
+        h.get(a, owner="bob")
+    assert not h.delete(a, owner="bob") and h.stats("bob")["analyses"] == 1
+    assert h.delete_all(owner="bob") == 1 and [e.id for e in h.list()] == [a]
+    assert h.export_all(owner="bob") != h.export_all(owner="alice")
+    assert h.find("ab" * 32, {}, owner="alice") == a and h.find("ab" * 32, {}, owner="dave") is None
+
+
+def test_a_database_from_before_sign_in_gains_the_owner_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript("""CREATE TABLE analyses (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL,
+            name TEXT NOT NULL, audio_sha256 TEXT NOT NULL, duration_s REAL NOT NULL, settings TEXT NOT NULL,
+            result TEXT NOT NULL, audio BLOB, audio_name TEXT);""")
+    h = History(path)
+    i = h.save(_analysis(), {}, owner="carol")
+    assert h.list()[0].owner == "carol" and h.get(i, owner="carol")

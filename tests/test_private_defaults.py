@@ -74,7 +74,7 @@ def test_serve_refuses_a_network_interface_without_a_key():
                                             ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
                                             ("::", False), ("192.168.1.5", False), ("example.org", False)])
 def test_is_loopback(host, loopback):
-    from ser.cli import is_loopback
+    from ser.auth import is_loopback
     assert is_loopback(host) is loopback
 
 
