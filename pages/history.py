@@ -18,7 +18,7 @@ except SERError as exc:
     st.error(str(exc))
     st.stop()
 st.caption("Analyses saved on this machine (set $SER_HISTORY_DB to move the file). Audio is kept only when you "
-           "ticked that box on the Analyze page; a live session always keeps its own. Set "
+           "ticked that box on the Analyze or Live page. Set "
            "$SER_HISTORY_AUDIO_DAYS to drop kept audio after that many days.")
 
 

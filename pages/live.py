@@ -167,7 +167,10 @@ def streaming() -> None:
     from ser.live import LiveScorer, LiveSettings
 
     st.caption("Press START and speak: every half second the last two seconds are scored. Silence shows "
-               "“no speech”, never a guess. STOP saves the session to History.")
+               "“no speech”, never a guess. STOP saves the session's results to History.")
+    keep_audio = st.checkbox("…with the recording (kept only if you tick this)", False, key="live_keep_audio",
+                             help="Without it, the audio stays in this browser session only (download it below "
+                                  "after Stop) and History keeps the timeline and emotions.")
     with st.expander("Settings"):
         c1, c2, c3 = st.columns(3)
         window_s = c1.slider("Window (s)", 1.0, 4.0, 2.0, 0.5, key="live_window")
@@ -209,12 +212,15 @@ def streaming() -> None:
             scorer.reset(settings)
             return
         saved = {"name": name, "analysis": analysis, "wav": scorer.wav_bytes(), "rows": scorer.timeline_rows(),
-                 "updates": scorer.updates(), "stats": scorer.stats(), "history_id": None, "history_error": None}
+                 "updates": scorer.updates(), "stats": scorer.stats(), "history_id": None, "history_error": None,
+                 "kept_audio": keep_audio}
         scorer.reset(settings)
         try:
             saved["history_id"] = History().save(analysis, {"model": model.id, "source": "live",
                                                             "window_s": settings.window_s, "hop_s": settings.hop_s},
-                                                 audio=saved["wav"], audio_name=f"{name}.wav", owner=current_user())
+                                                 audio=saved["wav"] if keep_audio else None,
+                                                 audio_name=f"{name}.wav" if keep_audio else None,
+                                                 owner=current_user())
         except SERError as exc:
             saved["history_error"] = str(exc)
         st.session_state.live_saved = saved
@@ -269,7 +275,9 @@ def streaming() -> None:
         a, stats = saved["analysis"], saved["stats"]
         if saved["history_id"] is not None:
             st.success(f"Saved “{saved['name']}” to History (#{saved['history_id']}): {a.duration_s:.1f} s, "
-                       f"{stats.scored} windows scored, {stats.no_speech} without speech.")
+                       f"{stats.scored} windows scored, {stats.no_speech} without speech"
+                       + ("; with its recording." if saved["kept_audio"] else "; the recording was not kept "
+                          "(download it below)."))
         else:
             st.warning(f"Not saved to History ({saved['history_error']}); download it below.")
         if saved["updates"]:

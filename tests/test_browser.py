@@ -125,6 +125,7 @@ def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, 
         page.get_by_text("Analyze a recording").first.wait_for(timeout=120_000)
         page.get_by_role("link", name="Live", exact=True).click()
         page.get_by_text("Streaming").first.click()
+        page.get_by_text("…with the recording").first.click()  # keep the audio: checked against the source below
         page.frame_locator("iframe").first.get_by_role("button", name="Start").click(timeout=60_000)
         rows = page.locator("table tbody tr")
         rows.first.wait_for(timeout=120_000)
