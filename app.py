@@ -7,7 +7,7 @@ import streamlit as st
 
 st.set_page_config(page_title="ser — speech emotion", page_icon="🎙️", layout="wide")
 
-from pages import sign_in_gate  # noqa: E402
+from pages import only_this, sign_in_gate  # noqa: E402
 from ser.models import available_models  # noqa: E402  (torch is imported lazily by load_model)
 
 sign_in_gate()  # nothing below is shown to someone who has not signed in, when sign-in is configured
@@ -16,8 +16,8 @@ with st.sidebar:
     st.header("Model")
     models = available_models()
     if not models:
-        st.error("No model found under models/. Train one with `ser train` (see README).")
-        st.stop()
+        only_this(lambda: st.error("No model found under models/. Train one with `ser train` (see README)."),
+                  "No model")
     # Inputs are copied into plain session keys that every page reads.
     wanted = st.session_state.get("model_choice", "default")  # the Models page can set it
     st.session_state.model_name = st.selectbox(

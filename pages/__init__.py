@@ -36,32 +36,19 @@ def sign_in_gate() -> str | None:
     try:
         cfg = auth_config(_secrets())
     except SERError as exc:
-        st.error(str(exc))
-        st.stop()
+        only_this(lambda: st.error(str(exc)), "Configuration error")
     reason = sign_in_required(st.get_option("server.address"), cfg)
     if reason:
-        st.error(reason)
-        st.stop()
+        only_this(lambda: st.error(reason), "Sign-in required")
     if not cfg.enabled:
         return None
     if cfg.users:
         user = st.session_state.get("ser_user")
         if not user:
-            st.title("Sign in")
-            with st.form("sign_in"):
-                name = st.text_input("User name", key="signin_user")
-                password = st.text_input("Password", type="password", key="signin_password")
-                if st.form_submit_button("Sign in"):
-                    if cfg.check(name, password):
-                        st.session_state["ser_user"] = name.strip()
-                        st.rerun()
-                    st.error("Wrong user name or password.")
-            st.stop()
+            only_this(lambda: _password_form(cfg))
     else:  # an OIDC provider through Streamlit's own st.login
         if not st.user.is_logged_in:
-            st.title("Sign in")
-            st.button("Sign in", on_click=st.login, key="signin_oidc")
-            st.stop()
+            only_this(lambda: (st.title("Sign in"), st.button("Sign in", on_click=st.login, key="signin_oidc")))
         user = str(st.user.get("email") or st.user.get("name") or "user")
     st.session_state["ser_admin"] = user in cfg.admins
     with st.sidebar:
@@ -72,6 +59,25 @@ def sign_in_gate() -> str | None:
                 st.logout()
             st.rerun()
     return user
+
+
+def only_this(body, title: str = "Sign in") -> None:
+    """Show ``body`` and nothing else, whatever the URL: a navigation of one hidden page. (Stopping
+    before st.navigation would let Streamlit list the pages/ folder, and open its pages directly.)"""
+    st.navigation([st.Page(body, title=title, url_path="only", default=True)], position="hidden").run()
+    st.stop()
+
+
+def _password_form(cfg) -> None:
+    st.title("Sign in")
+    with st.form("sign_in"):
+        name = st.text_input("User name", key="signin_user")
+        password = st.text_input("Password", type="password", key="signin_password")
+        if st.form_submit_button("Sign in"):
+            if cfg.check(name, password):
+                st.session_state["ser_user"] = name.strip()
+                st.rerun()
+            st.error("Wrong user name or password.")
 
 
 def current_user() -> str | None:

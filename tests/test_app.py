@@ -108,3 +108,34 @@ def test_bad_upload_shows_an_error_and_the_page_stays_usable(app, name, data, me
 def speech_like_tone():
     return tone(4.0, 16_000, freq=180.0)
 
+
+
+def test_no_model_shows_the_reason_and_no_page(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+    empty = tmp_path / "models"
+    empty.mkdir()
+    monkeypatch.setattr("ser.models.MODELS_DIR", empty)
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "No model found" in at.error[0].value and not at.title  # no page ran
+
+
+def test_signed_out_visitor_gets_only_the_sign_in(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+    from ser.auth import hash_password
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "h.sqlite"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.secrets["ser_auth"] = {"users": {"alice": hash_password("pw", iterations=1000)}}
+    at.run()
+    assert not at.exception and [t.value for t in at.title] == ["Sign in"] and not at.sidebar.selectbox
+    at.text_input(key="signin_user").input("alice")
+    at.text_input(key="signin_password").input("pw")
+    at.button[0].click().run()
+    assert not at.exception and at.session_state["ser_user"] == "alice"
+    assert at.title[0].value == "Analyze a recording" and at.sidebar.selectbox  # in, with the sidebar

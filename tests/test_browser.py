@@ -265,6 +265,12 @@ def test_sign_in_and_per_user_history(tmp_path):
             anon.get_by_role("textbox", name="Password").fill("wrong")
             anon.get_by_role("button", name="Sign in").click()
             anon.get_by_text("Wrong user name or password").wait_for(timeout=30_000)
+            for path in ("/history", "/live", "/analyze"):  # no page behind the sign-in by its URL either
+                anon.goto(url + path, wait_until="networkidle")
+                anon.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+                assert anon.get_by_text("Stored:").count() == 0 and anon.get_by_text("Emotion model").count() == 0
+                nav = anon.locator('[data-testid="stSidebarNav"]')
+                assert nav.count() == 0 or "history" not in nav.inner_text().lower()  # no page list to click
 
             alice = sign_in(browser, "alice")
             analyse_demo(alice)
