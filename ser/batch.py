@@ -213,6 +213,19 @@ def _bind_to_parent(parent: int) -> None:
     threading.Thread(target=watchdog, name="ser-batch-watchdog", daemon=True).start()
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether another process with this pid runs (ours cannot be writing: the run has not started)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 _PART = re.compile(r"^\..+\.part(\d+)$")
 
 
@@ -223,15 +236,7 @@ def clean_stale_parts(out: Path) -> list[Path]:
         m = _PART.match(p.name)
         if not m or not p.is_file():
             continue
-        pid = int(m.group(1))
-        try:
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:  # someone else's live process
-            alive = True
-        if not alive:
+        if not _pid_alive(int(m.group(1))):
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -251,7 +251,6 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .api import APISettings, serve
-
     from .auth import is_loopback
 
     s = APISettings.from_env()

@@ -129,7 +129,6 @@ class _VadPool:
     def __init__(self) -> None:
         self._free: list = []
         self._lock = threading.Lock()
-        self.created = 0
 
     @contextmanager
     def borrow(self):
@@ -137,8 +136,6 @@ class _VadPool:
             vad = self._free.pop() if self._free else None
         if vad is None:
             vad = load_vad()
-            with self._lock:
-                self.created += 1
         try:
             yield vad
         finally:
