@@ -7,7 +7,9 @@ import json
 import streamlit as st
 
 from ser.errors import SERError
+from ser.figures import trust_figure
 from ser.models import available_models, resolve_model_dir
+from ser.report import trust_table
 
 st.title("Models")
 st.caption("What each model was trained on, how it was measured, and how far to trust its probabilities.")
@@ -40,6 +42,25 @@ if m.get("uar"):
 if cal:
     c4.metric("ECE after calibration", f"{cal['ece_after']:.3f}", f"before {cal['ece_before']:.3f}", delta_color="off")
 
+rows = trust_table(card)
+if rows:
+    st.subheader("How far to trust it on your kind of audio")
+    st.caption("UAR (unweighted average recall: the mean of per-emotion recall; chance = 1 / classes). "
+               "**Speakers never seen**: speaker-grouped cross-validation — the corpus was in training, its test "
+               "speakers were not. **Corpus never seen**: leave-one-corpus-out — trained on the other corpora "
+               "only, scored on the classes they share. The second is the figure to expect on a new kind of "
+               "recording; on natural (not acted) speech expect less.")
+    st.dataframe(
+        [{"Corpus": r["corpus"], "In training": "yes" if r["in_training"] else "no",
+          "UAR, speakers never seen": None if r["cv_uar"] is None else f"{r['cv_uar']:.2f}" + (
+              f" ± {r['cv_uar_std']:.2f}" if r["cv_uar_std"] is not None else ""),
+          "chance (CV)": None if r["cv_chance"] is None else f"{r['cv_chance']:.2f} ({r['cv_classes']} classes)",
+          "UAR, corpus never seen": None if r["loco_uar"] is None else f"{r['loco_uar']:.2f}",
+          "chance (LOCO)": None if r["loco_chance"] is None else f"{r['loco_chance']:.2f} ({r['loco_classes']} classes)",
+          "Human raters": None if r["human_uar"] is None else f"{r['human_uar']:.2f}"} for r in rows],
+        hide_index=True, width="stretch")
+    st.plotly_chart(trust_figure(rows), key="models_trust")
+
 st.markdown(f"**{card['name']}** — {card['architecture']}, {card.get('parameters', 0):,} parameters, "
             f"labels: {', '.join(card['labels'])} ({card.get('label_set')}).")
 if m.get("protocol"):
@@ -47,8 +68,15 @@ if m.get("protocol"):
 if m.get("per_fold_uar"):
     st.caption("UAR per fold: " + ", ".join(f"{u:.3f}" for u in m["per_fold_uar"]))
 data = card.get("data") or {}
-st.markdown(f"**Training data.** {data.get('corpus', '?')}: {data.get('clips', '?')} clips from "
-            f"{len(data.get('speakers', []))} speakers ({data.get('path', '')}).")
+if data.get("corpora"):
+    st.markdown("**Training data.** " + "; ".join(
+        f"{c['corpus']}: {c.get('clips', '?')} clips from {c.get('speakers', '?')} speakers" for c in data["corpora"]) + ".")
+    for corpus, pol in (data.get("label_policy") or {}).items():
+        if pol.get("lacks"):
+            st.caption(f"{corpus} has no {', '.join(pol['lacks'])}: those emotions are learned from the other corpora.")
+else:
+    st.markdown(f"**Training data.** {data.get('corpus', '?')}: {data.get('clips', '?')} clips from "
+                f"{len(data.get('speakers', []))} speakers ({data.get('path', '')}).")
 st.markdown(f"**Licence.** {card.get('licence') or 'not stated'}")
 training = card.get("training") or {}
 if training.get("command"):

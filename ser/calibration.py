@@ -90,7 +90,12 @@ def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) ->
     zt, yt = np.array([r["logits"] for r in test]), np.array([r["label"] for r in test])
     t = fit_temperature(zv, yv)
     before, after = reliability(softmax(zt), yt), reliability(softmax(zt / t), yt)
-    margin = choose_margin(softmax(zv / t), yv, target_accuracy=target_accuracy)
+    pv = softmax(zv / t)
+    corpora = sorted({r.get("corpus", "") for r in val})
+    # several corpora: the margin must hold in each (the hardest decides), not only on the easy majority
+    by_corpus = {c: choose_margin(pv[m], yv[m], target_accuracy=target_accuracy)
+                 for c in corpora if (m := np.array([r.get("corpus", "") == c for r in val])).sum() >= 20}
+    margin = max(by_corpus.values()) if by_corpus else choose_margin(pv, yv, target_accuracy=target_accuracy)
     pt = softmax(zt / t)
     s = np.sort(pt, axis=1)
     certain = (s[:, -1] - s[:, -2]) >= margin
@@ -101,7 +106,9 @@ def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) ->
         "nll_before": nll(zt, yt, 1.0), "nll_after": nll(zt, yt, t),
         "reliability_after": after["bins"],
         "uncertain_rule": f"uncertain when top-1 minus top-2 probability < margin; margin = smallest value at which "
-                          f"validation-fold predictions above it are right >= {target_accuracy:.0%} of the time",
+                          f"validation-fold predictions above it are right >= {target_accuracy:.0%} of the time"
+                          + (" in every training corpus (the largest of the per-corpus margins)" if len(by_corpus) > 1 else ""),
+        "uncertain_margin_by_corpus": by_corpus,
         "uncertain_margin": margin,
         "test_share_uncertain": float(1 - certain.mean()),
         "test_accuracy_when_certain": float((pt.argmax(1) == yt)[certain].mean()) if certain.any() else None,

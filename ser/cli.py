@@ -63,18 +63,66 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .train import load_config, run_training, stderr_log
+def _train_config(args: argparse.Namespace):
+    from .train import load_config
 
     overrides = {"arch": args.arch, "epochs": args.epochs, "patience": args.patience, "folds": args.folds, "seed": args.seed,
-                 "label_set": args.label_set, "threads": args.threads}
+                 "label_set": args.label_set, "threads": args.threads, "augment": args.augment,
+                 "head_c": args.head_c, "encoder": args.encoder}
     if args.arch_args:
         overrides["arch_args"] = json.loads(args.arch_args)
-    cfg = load_config(args.config, **overrides)
+    return load_config(args.config, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .multicorpus import parse_sources
+    from .train import run_training, stderr_log
+
+    cfg = _train_config(args)
+    sources = parse_sources(args.data, args.corpus or ["ravdess"])
     command = "ser " + " ".join(shlex.quote(a) for a in args._argv)
-    run_training(args.data, args.corpus, args.out, cfg, cv=not args.no_cv, final=not args.no_final,
-                 command=command, log=stderr_log, progress=None if args.quiet else _progress_bar("train"),
-                 name=args.name)
+    progress = None if args.quiet else _progress_bar("train")
+    if cfg.arch == "whisper":
+        from .multicorpus import run_training as run_whisper
+
+        run_whisper(sources, args.out, cfg, cv=not args.no_cv, final=not args.no_final, loco=not args.no_loco,
+                    command=command, log=stderr_log, progress=progress, name=args.name)
+        return 0
+    if len(sources) > 1:
+        raise SERError(f"--arch {cfg.arch} trains on one corpus; several --data folders need --arch whisper.")
+    run_training(sources[0].path, sources[0].corpus, args.out, cfg, cv=not args.no_cv, final=not args.no_final,
+                 command=command, log=stderr_log, progress=progress, name=args.name)
+    return 0
+
+
+def cmd_evaluate_loco(args: argparse.Namespace) -> int:
+    """``ser evaluate --protocol loco``: leave-one-corpus-out with the training recipe of --config."""
+    import numpy as np
+
+    from .labels import get_label_set
+    from .multicorpus import build_net, encode_corpus, leave_one_corpus_out, parse_sources, read_sources
+    from .train import stderr_log
+
+    cfg = _train_config(args)
+    if cfg.arch != "whisper":
+        raise SERError("--protocol loco trains one head per held-out corpus; it needs --arch whisper (the default).")
+    ls = get_label_set(cfg.label_set)
+    labels = list(ls.labels)
+    utts = [u for u in read_sources(parse_sources(args.data, args.corpus or ["ravdess"])) if ls.mapping.get(u.label)]
+    y = np.array([labels.index(ls.mapping[u.label]) for u in utts])
+    net = build_net(labels, cfg.arch_args, cfg.encoder)
+    X = encode_corpus(utts, net, augment=cfg.augment, seed=cfg.seed, trim_db=cfg.features.trim_db,
+                      progress=None if args.quiet else _progress_bar("evaluate"), log=stderr_log)
+    res = leave_one_corpus_out(utts, X, y, labels, C=cfg.head_c, log=stderr_log)
+    print(f"{'held out':<10} {'classes':>7} {'chance':>7} {'UAR':>6} {'acc':>6} {'mF1':>6}")
+    for c, r in res["per_corpus"].items():
+        print(f"{c:<10} {len(r['classes']):>7} {r['chance']:>7.3f} {r['uar']:>6.3f} {r['accuracy']:>6.3f} {r['macro_f1']:>6.3f}")
+    print(f"mean UAR {res['mean_uar']:.3f}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "loco_metrics.json").write_text(json.dumps({**res, "config": cfg.to_dict()}, indent=2) + "\n")
+        print(f"wrote {out / 'loco_metrics.json'}")
     return 0
 
 
@@ -93,6 +141,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, format_report
     from .plots import save_confusion_png
+
+    if args.protocol == "loco":
+        return cmd_evaluate_loco(args)
 
     if args.report:
         from .report import report, to_markdown
@@ -115,7 +166,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.data:
         raise SERError("ser evaluate needs --data (a labelled corpus), or --report RUN_DIR... for the "
                        "cross-validation report.")
-    report = evaluate_model(args.model, args.data, args.corpus, speakers=args.speakers, device=args.device,
+    if len(args.data) > 1:
+        raise SERError("Scoring a saved model takes one --data corpus at a time (or --protocol loco for several).")
+    report = evaluate_model(args.model, args.data[0], (args.corpus or ["ravdess"])[0], speakers=args.speakers, device=args.device,
                             progress=None if args.quiet else _progress_bar("evaluate"))
     print(format_report(report))
     if args.out:
@@ -271,6 +324,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whisper_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--augment", type=int, help="whisper: channel-augmented copies encoded per clip (default 1)")
+    p.add_argument("--head-c", type=float, help="whisper: inverse L2 strength of the logistic-regression head (0.1)")
+    p.add_argument("--encoder", help="whisper: the encoder's source, a whisper model folder (default: default) or the "
+                                     ".safetensors from scripts/convert_whisper.py")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition: train, evaluate, predict.")
     p.add_argument("--version", action="version", version=f"ser {__version__}")
@@ -283,11 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     tr = sub.add_parser("train", help="speaker-grouped cross-validation, then train and save a model")
-    tr.add_argument("--data", required=True, help="corpus folder (or manifest/CSV file for dusha/csv)")
-    tr.add_argument("--corpus", default="ravdess", help="ravdess, crema-d, tess, savee, emodb, dusha, csv")
+    tr.add_argument("--data", required=True, action="append",
+                    help="corpus folder (or manifest/CSV file for dusha/csv); repeat with --corpus for several corpora")
+    tr.add_argument("--corpus", action="append",
+                    help="ravdess (default), ased, emodb, crema-d, tess, savee, dusha, csv; one per --data")
     tr.add_argument("--out", required=True, help="model folder to write (weights, card, CV metrics, config)")
     tr.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
-    tr.add_argument("--arch", help="architecture: sercnn (default), gru, cnn1d, cnn2d, m5, logreg")
+    tr.add_argument("--arch", help="architecture: whisper (default), sercnn, gru, cnn1d, cnn2d, m5, logreg")
+    _whisper_args(tr)
     tr.add_argument("--arch-args", help='JSON object of architecture arguments, e.g. \'{"hidden": 64}\'')
     tr.add_argument("--label-set", help="ravdess8 (default), basic7, four, valence3, valence2")
     tr.add_argument("--epochs", type=int)
@@ -298,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", help="model name written in the card (default: the folder name)")
     tr.add_argument("--no-cv", action="store_true", help="skip cross-validation")
     tr.add_argument("--no-final", action="store_true", help="only cross-validate; save no model")
+    tr.add_argument("--no-loco", action="store_true", help="skip leave-one-corpus-out (whisper, several corpora)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
 
@@ -322,11 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score a model on a labelled corpus (UAR, accuracy, macro-F1, confusion)")
     ev.add_argument("--model", default="default")
-    ev.add_argument("--data", help="labelled corpus folder to score the model on")
+    ev.add_argument("--data", action="append", help="labelled corpus folder to score the model on "
+                                                     "(repeat with --corpus for --protocol loco)")
+    ev.add_argument("--protocol", default="model", choices=["model", "loco"],
+                    help="model: score --model on --data; loco: leave-one-corpus-out over the --data corpora, "
+                         "training a head per held-out corpus with --config's recipe")
+    ev.add_argument("--config", help="TrainConfig JSON for --protocol loco (default: the built-in recipe)")
+    ev.add_argument("--arch", help=argparse.SUPPRESS)
+    ev.add_argument("--arch-args", help=argparse.SUPPRESS)
+    ev.add_argument("--label-set", help=argparse.SUPPRESS)
+    for flag in ("--epochs", "--patience", "--folds", "--seed", "--threads"):
+        ev.add_argument(flag, type=int, help=argparse.SUPPRESS)
+    _whisper_args(ev)
     ev.add_argument("--report", nargs="+", metavar="RUN_DIR",
                     help="instead: compare cross-validated runs (model folders from `ser train`) by label set "
                          "and gender; --out FILE.md writes it")
-    ev.add_argument("--corpus", default="ravdess")
+    ev.add_argument("--corpus", action="append", help="the reader of each --data (default ravdess)")
     ev.add_argument("--speakers", nargs="*", help="only these speaker ids (e.g. 21 22 23 24 for RAVDESS actors)")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--out", help="folder for metrics.json and confusion.png (or the report's .md file)")

@@ -12,6 +12,8 @@ Supported layouts (by each corpus's documented file-name convention):
   when it lies in the corpus folder.
 - TESS: ``OAF_back_angry.wav`` (speakers OAF/YAF, both female; "ps" = surprised).
 - SAVEE: ``DC_a01.wav`` or ``DC/a01.wav`` (speakers DC, JE, JK, KL, all male).
+- ASED: ``01Neutral/n1-SS-RR-GG-PP.flac`` (emotion letter, sentence, repetition, gender,
+  speaker 01–65).
 - EmoDB: ``03a01Fa.wav`` (speaker 03, text a01, emotion letter F, version a).
 - Dusha: a manifest (``.jsonl`` or ``.tsv``) with ``audio_path`` and an emotion field
   (``emotion``, ``speaker_emo`` or ``annotator_emo``) and, where present, a speaker
@@ -176,6 +178,42 @@ def read_emodb(root: str | Path) -> list[Utterance]:
     return _require(items, root, "EmoDB", skipped)
 
 
+# --- ASED ----------------------------------------------------------------------
+ASED_EMOTIONS = {"n": "neutral", "f": "fearful", "h": "happy", "s": "sad", "a": "angry"}
+_ASED_RE = re.compile(r"^([nfhsa])([1-5])-(\d\d)-(\d\d)-(0[12])-(\d\d)$", re.IGNORECASE)
+
+
+def read_ased(root: str | Path) -> list[Utterance]:
+    """ASED v1 (Retta et al. 2022): ``01Neutral/n1-SS-RR-GG-PP.flac`` (or ``.wav``).
+
+    The emotion letter gives the label (case-insensitive: one file is ``S4-...``); PP is the
+    speaker. The public copy's quirks are handled: a speaker's gender is the majority of their
+    files' gender codes (five files disagree), and byte-identical files (four pairs of
+    repetitions) are kept once."""
+    import hashlib
+
+    root = Path(root)
+    rows, skipped = [], Counter()
+    for p in _audio_files(root):
+        m = _ASED_RE.match(p.stem)
+        if not m:
+            skipped["name"] += 1
+            continue
+        rows.append((p, ASED_EMOTIONS[m.group(1).lower()], m.group(6), "female" if m.group(5) == "01" else "male"))
+    votes: dict[str, Counter] = {}
+    for _, _, spk, g in rows:
+        votes.setdefault(spk, Counter())[g] += 1
+    items, seen = [], set()
+    for p, emotion, spk, _ in rows:
+        digest = hashlib.sha1(p.read_bytes()).hexdigest()
+        if digest in seen:
+            skipped["duplicate"] += 1
+            continue
+        seen.add(digest)
+        items.append(Utterance(p, emotion, f"ased:{spk}", votes[spk].most_common(1)[0][0], "ased"))
+    return _require(items, root, "ASED", skipped)
+
+
 # --- Dusha ---------------------------------------------------------------------
 DUSHA_EMOTIONS = {"angry": "angry", "sad": "sad", "neutral": "neutral", "positive": "happy"}
 _DUSHA_EMOTION_FIELDS = ("emotion", "speaker_emo", "annotator_emo", "golden_emo")
@@ -235,8 +273,30 @@ def read_folder_csv(csv_path: str | Path) -> list[Utterance]:
 
 READERS: dict[str, Callable[[str | Path], list[Utterance]]] = {
     "ravdess": read_ravdess, "crema-d": read_crema_d, "tess": read_tess, "savee": read_savee,
-    "emodb": read_emodb, "dusha": read_dusha, "csv": read_folder_csv,
+    "emodb": read_emodb, "ased": read_ased, "dusha": read_dusha, "csv": read_folder_csv,
 }
+
+
+#: the canonical emotions each reader can produce (None: whatever the CSV says)
+READER_LABELS: dict[str, frozenset[str] | None] = {
+    "ravdess": frozenset(RAVDESS_EMOTIONS.values()), "crema-d": frozenset(CREMAD_EMOTIONS.values()),
+    "tess": frozenset(TESS_EMOTIONS.values()), "savee": frozenset(SAVEE_EMOTIONS.values()),
+    "emodb": frozenset(EMODB_EMOTIONS.values()), "ased": frozenset(ASED_EMOTIONS.values()),
+    "dusha": frozenset(DUSHA_EMOTIONS.values()), "csv": None,
+}
+
+LICENCES = {
+    "ravdess": "RAVDESS (Livingstone & Russo 2018, doi:10.1371/journal.pone.0196391): CC BY-NC-SA 4.0 - "
+               "non-commercial use only, derivatives shared under the same terms.",
+    "ased": "ASED v1 (Retta et al. 2022, ACM TALLIP, doi:10.1145/3529759): 'freely available' with citation, "
+            "no licence stated - research use.",
+    "emodb": "EmoDB (Burkhardt et al. 2005, Interspeech): distributed by its authors without a licence file "
+             "(audb metadata: unrestricted) - cite it.",
+}
+
+
+def corpus_licence(corpus: str) -> str:
+    return LICENCES.get(corpus, f"{corpus}: check that corpus's licence before use.")
 
 
 def read_corpus(corpus: str, path: str | Path) -> list[Utterance]:

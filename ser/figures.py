@@ -246,3 +246,29 @@ def live_timeline(updates, labels: list[str], *, span_s: float = 30.0):
         order=alt.Order("emotion:N"),
         tooltip=[alt.Tooltip("t:Q", title="window end (s)"), "emotion", alt.Tooltip("p:Q", format=".0%")],
     ).properties(height=220)
+
+
+def trust_figure(rows: list[dict]):
+    """Per-corpus UAR bars (speakers never seen / corpus never seen) with each chance level
+    as a dashed tick and human raters as a dotted one (a Plotly figure), from ``ser.report.trust_table``."""
+    import plotly.graph_objects as go
+
+    names = [r["corpus"] + ("" if r["in_training"] else " (never trained on)") for r in rows]
+    fig = go.Figure()
+    for key, label, colour in (("cv_uar", "speakers never seen (CV)", "#1e88e5"),
+                               ("loco_uar", "corpus never seen (LOCO)", "#fb8c00")):
+        fig.add_bar(x=names, y=[r[key] for r in rows], name=label, marker_color=colour,
+                    text=[None if r[key] is None else f"{r[key]:.2f}" for r in rows], textposition="outside")
+    for i, r in enumerate(rows):
+        for key, dash, what in (("cv_chance", "dash", "chance"), ("loco_chance", "dash", "chance"),
+                                ("human_uar", "dot", "human raters")):
+            if r.get(key) is not None:
+                fig.add_shape(type="line", x0=i - 0.45, x1=i + 0.45, y0=r[key], y1=r[key], xref="x", yref="y",
+                              line=dict(color="#424242" if what == "chance" else "#2e7d32", dash=dash, width=1.5))
+        if r.get("human_uar") is not None:
+            fig.add_annotation(x=i, y=r["human_uar"], text="human raters", showarrow=False, yshift=8,
+                               font=dict(size=11, color="#2e7d32"))
+    fig.update_layout(barmode="group", height=320, margin=dict(l=40, r=10, t=30, b=40),
+                      yaxis=dict(title="UAR", range=[0, 1]), legend=dict(orientation="h", y=1.12),
+                      title=dict(text="dashed: chance for that corpus's classes", font=dict(size=12)))
+    return fig

@@ -11,7 +11,9 @@ Architectures (``ARCHITECTURES``):
 - ``cnn2d``   — 2D CNN over the log-mel spectrogram
 - ``m5``      — M5 (Dai et al. 2017) on the raw waveform
 - ``logreg``  — logistic regression on pooled MFCC/spectral statistics
-- ``sercnn``  — the default: a residual 2D CNN over per-utterance-normalised
+- ``whisper`` — the default: a frozen Whisper-base encoder (first blocks), mean + std
+  pooling of chosen layers, and a linear head (``ser.whisper``; weights from OpenAI, MIT)
+- ``sercnn``  — the earlier default: a residual 2D CNN over per-utterance-normalised
   log-mel with attentive statistics pooling, trained with SpecAugment and mixup
 
 A model folder holds ``model.safetensors`` and ``card.json`` (see :class:`ModelCard`);
@@ -201,7 +203,44 @@ class LogReg(nn.Module):
         return self.linear((x - self.mean) / self.std)
 
 
-# --- the default ---------------------------------------------------------------------
+# --- the default: a frozen Whisper encoder + a linear head ----------------------------
+class WhisperSER(nn.Module):
+    """Frozen Whisper-base encoder (its first ``max(layers) + 1`` blocks), mean and standard
+    deviation over time of the chosen ``layers``, standardised, then a linear head.
+
+    Only the head (``linear``) and the standardisation (``mean``, ``std``) are trained; the
+    encoder is stored in float16 in the model folder (``store_half``) and run in float32."""
+
+    store_half = ("encoder.",)
+
+    def __init__(self, fc: FeatureConfig, n_classes: int, layers: Sequence[int] = (0, 1, 2, 3), d: int = 512,
+                 n_heads: int = 8):
+        super().__init__()
+        from .whisper import WhisperEncoder, WhisperLogMel
+
+        self.layers = tuple(int(i) for i in layers)
+        self.logmel = WhisperLogMel()
+        self.encoder = WhisperEncoder(d, n_heads, max(self.layers) + 1)
+        n = 2 * d * len(self.layers)
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+        self.linear = nn.Linear(n, n_classes)
+
+    def pooled(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, n) equal-length clips -> (B, 2·d·len(layers)) pooled encoder features."""
+        from .whisper import mean_std
+
+        hidden = self.encoder(self.logmel(y))
+        return torch.cat([mean_std(hidden[i]) for i in self.layers], dim=1)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x - self.mean) / self.std)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(y))
+
+
+# --- the earlier default ---------------------------------------------------------------
 class _ResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, pool: tuple[int, int]):
         super().__init__()
@@ -233,7 +272,7 @@ class AttentiveStatsPool(nn.Module):
 
 
 class SERCNN(_SpecModel):
-    """The default: residual CNN on normalised log-mel + attentive statistics pooling."""
+    """The default until v0.5: residual CNN on normalised log-mel + attentive statistics pooling."""
 
     spec_augment = True
 
@@ -264,9 +303,9 @@ class SERCNN(_SpecModel):
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "sercnn": SERCNN, "gru": GRUNet, "cnn1d": CNN1D, "cnn2d": CNN2D, "m5": M5, "logreg": LogReg,
+    "whisper": WhisperSER, "sercnn": SERCNN, "gru": GRUNet, "cnn1d": CNN1D, "cnn2d": CNN2D, "m5": M5, "logreg": LogReg,
 }
-DEFAULT_ARCH = "sercnn"
+DEFAULT_ARCH = "whisper"
 
 
 def build_model(arch: str, fc: FeatureConfig, n_classes: int, **arch_args: Any) -> nn.Module:
@@ -327,7 +366,9 @@ def save_model(model: nn.Module, card: ModelCard, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card.parameters = count_parameters(model)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    half = tuple(getattr(model, "store_half", ()))
+    state = {k: (v.detach().cpu().half() if half and k.startswith(half) and v.is_floating_point() else v.detach().cpu()).contiguous()
+             for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE), metadata={"architecture": card.architecture})
     (folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     return folder
@@ -446,6 +487,35 @@ class EmotionModel:
                 out[[i for i, _ in chunk]] = softmax(z / self.card.temperature)
         return out
 
+    def predict_proba_spans(self, y: np.ndarray, sr: int, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Probabilities (len(spans), C) of several ``(start, end)`` sample spans of one stretch of
+        audio ``y`` (a speaker turn). A Whisper model encodes ``y`` once (in 30-s pieces) and pools
+        each span's 20-ms frames, instead of re-encoding overlapping windows; other models score
+        each span as a clip. A span too short to score gets a row of NaN."""
+        if not hasattr(self.net, "encoder") or not len(spans):
+            return self.predict_proba_batch([y[a:b] for a, b in spans], sr)
+        from .whisper import SECONDS_PER_POSITION, WhisperFrames, mean_std
+
+        if sr != self.card.sample_rate:
+            raise AudioError(f"The model expects {self.card.sample_rate} Hz audio, got {sr} Hz.")
+        check_samples(np.asarray(y), "the audio")
+        out = np.full((len(spans), len(self.labels)), np.nan, dtype=np.float32)
+        per_frame = int(round(SECONDS_PER_POSITION * sr))
+        frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
+        with torch.inference_mode():
+            f = frames(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(self.device))  # (L, T', d)
+            rows, keep = [], []
+            for i, (a, b) in enumerate(spans):
+                if b - a < self.card.min_duration_s * sr:
+                    continue
+                lo, hi = a // per_frame, max(a // per_frame + 1, -(-b // per_frame))
+                rows.append(mean_std(f[:, lo:min(hi, f.shape[1])]).reshape(-1))
+                keep.append(i)
+            if rows:
+                z = _finite(self.net.classify(torch.stack(rows)).float().cpu().numpy(), self.id)
+                out[keep] = softmax(z / self.card.temperature)
+        return out
+
     def result(self, p: np.ndarray) -> dict:
         """``{"emotion", "probabilities", "uncertain"}`` of a probability vector."""
         order = np.argsort(p)[::-1]
@@ -501,6 +571,6 @@ def load_model(name_or_path: str | Path = "default", device: str = "auto") -> Em
 
 
 __all__ = [
-    "ARCHITECTURES", "DEFAULT_ARCH", "EmotionModel", "LogMel", "MFCC", "ModelCard", "build_model",
+    "ARCHITECTURES", "DEFAULT_ARCH", "EmotionModel", "LogMel", "MFCC", "ModelCard", "WhisperSER", "build_model",
     "count_parameters", "load_model", "save_model", "spec_augment",
 ]

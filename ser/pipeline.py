@@ -158,11 +158,15 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     def score() -> np.ndarray:
         progress("emotion", 0.0)
         probs = np.full((len(windows), len(em.labels)), np.nan, dtype=np.float32)
-        step = 256
-        for i in range(0, len(windows), step):
-            chunk = windows[i:i + step]
-            probs[i:i + step] = em.predict_proba_batch([y[w.start:w.end] for w in chunk], sr)
-            progress("emotion", min(1.0, (i + step) / max(1, len(windows))))
+        by_turn: dict[int, list[int]] = {}
+        for j, w in enumerate(windows):
+            by_turn.setdefault(w.turn, []).append(j)
+        done = 0
+        for rows in by_turn.values():  # each turn is encoded once; its windows pool their frames
+            a, b = windows[rows[0]].start, max(windows[j].end for j in rows)
+            probs[rows] = em.predict_proba_spans(y[a:b], sr, [(windows[j].start - a, windows[j].end - a) for j in rows])
+            done += len(rows)
+            progress("emotion", done / max(1, len(windows)))
         return probs
 
     turns_key = _key([(t.start_s, t.end_s, t.speaker) for t in turns])

@@ -39,7 +39,7 @@ Progress = Callable[[str, int, int], None]
 class TrainConfig:
     """Everything that decides a training run; written next to every run."""
 
-    arch: str = "sercnn"  # one of ser.models.ARCHITECTURES
+    arch: str = "whisper"  # one of ser.models.ARCHITECTURES
     arch_args: dict = field(default_factory=dict)  # keyword arguments of the architecture
     label_set: str = "ravdess8"  # which label set to train for (ser.labels)
     epochs: int = 30  # maximum epochs
@@ -60,6 +60,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: all cores)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    # the whisper architecture (ser.multicorpus): a logistic-regression head on frozen features
+    head_c: float = 0.1  # inverse L2 strength of the head
+    augment: int = 1  # channel-augmented copies encoded per clip (ser.augment)
+    encoder: str = "default"  # where the Whisper encoder comes from: a whisper model folder or a .safetensors
 
     def to_dict(self) -> dict:
         return asdict(self)

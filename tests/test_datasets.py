@@ -89,3 +89,29 @@ def test_errors_name_the_problem(tmp_path):
         read_ravdess(tmp_path / "x")
     with pytest.raises(DataError, match="Unknown corpus 'iemocap'"):
         read_corpus("iemocap", tmp_path)
+
+
+def test_ased_quirks(tmp_path):
+    """ASED: emotion letter (any case), speaker PP, gender by the speaker's majority code,
+    byte-identical repetitions kept once."""
+    from ser.datasets import read_ased
+
+    for name, content in [("01Neutral/n1-01-01-02-07.flac", b"a"), ("01Neutral/n1-01-02-02-07.flac", b"b"),
+                          ("04Sad/S4-04-02-01-07.flac", b"c"),  # upper-case letter; gender code disagrees
+                          ("05Angry/a5-02-01-01-12.flac", b"d"), ("05Angry/a5-02-02-01-12.flac", b"d"),  # duplicate
+                          ("05Angry/readme.flac", b"e")]:
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content)
+    items = read_corpus("ased", tmp_path)
+    assert [(u.label, u.speaker, u.gender) for u in items] == [
+        ("neutral", "ased:07", "male"), ("neutral", "ased:07", "male"), ("sad", "ased:07", "male"),
+        ("angry", "ased:12", "female")]
+    assert {u.corpus for u in items} == {"ased"}
+    with pytest.raises(DataError, match="No ASED files"):
+        read_ased(_empty(tmp_path))
+
+
+def _empty(tmp_path: Path) -> Path:
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    return tmp_path / "empty"

@@ -34,7 +34,9 @@ def test_every_architecture_trains_one_step_and_round_trips(arch, tmp_path):
     assert json.loads((folder / "card.json").read_text())["parameters"] == count_parameters(net)
     loaded = load_model(folder, device="cpu")
     with torch.inference_mode():
-        torch.testing.assert_close(loaded.net(x[:1]), net(x[:1]))
+        # whisper stores its (pretrained, float16-published) encoder in float16: random float32 init rounds
+        tol = {"atol": 2e-3, "rtol": 2e-3} if getattr(net, "store_half", ()) else {}
+        torch.testing.assert_close(loaded.net(x[:1]), net(x[:1]), **tol)
 
 
 def test_student_gru_settings():
