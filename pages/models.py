@@ -36,7 +36,7 @@ m = card.get("metrics") or {}
 cal = m.get("calibration") or {}
 c1, c2, c3, c4 = st.columns(4)
 if m.get("uar"):
-    c1.metric("UAR (speaker-grouped CV)", f"{m['uar']['mean']:.3f}", f"± {m['uar']['std']:.3f}", delta_color="off")
+    c1.metric("UAR, pooled CV (all its corpora)" if m.get("per_corpus") else "UAR (speaker-grouped CV)", f"{m['uar']['mean']:.3f}", f"± {m['uar']['std']:.3f}", delta_color="off")
     c2.metric("Accuracy", f"{m['accuracy']['mean']:.3f}", f"± {m['accuracy']['std']:.3f}", delta_color="off")
     c3.metric("Macro-F1", f"{m['macro_f1']['mean']:.3f}", f"± {m['macro_f1']['std']:.3f}", delta_color="off")
 if cal:

@@ -63,6 +63,10 @@ def run_tuning(data: str | Path, corpus: str, base: TrainConfig, *, trials: int,
 
     if trials < 1:
         raise ConfigError("--trials must be at least 1.")
+    if base.arch == "whisper":
+        raise ConfigError("ser tune searches the training options of the networks trained from scratch (--arch sercnn, "
+                          "cnn2d, ...). The whisper model has one head setting (--head-c) and the augmentation count; "
+                          "compare those with `ser evaluate --protocol loco --head-c C --augment K`.")
     study_path = Path(study_path)
     study_path.parent.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{study_path.resolve()}"

@@ -28,7 +28,7 @@ def tiny_corpus(tmp_path):
 
 def test_tune_writes_a_config_train_accepts_and_resumes(tmp_path, tiny_corpus):
     from ser.tune import run_tuning
-    base = TrainConfig(epochs=1, folds=3, threads=1, pitch_semitones=0.0)
+    base = TrainConfig(arch="sercnn", epochs=1, folds=3, threads=1, pitch_semitones=0.0)
     study, out = tmp_path / "study.sqlite", tmp_path / "best.json"
     r1 = run_tuning(tiny_corpus, "ravdess", base, trials=2, study_path=study, out_config=out, log=lambda m: None)
     assert r1["trials_done"] == 2 and 0.0 <= r1["best_value"] <= 1.0
@@ -86,3 +86,12 @@ def test_report_by_label_set_and_gender(tmp_path):
 def test_report_on_a_folder_without_cv_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="ser train"):
         breakdown(tmp_path)
+
+
+def test_tune_refuses_the_whisper_head(tmp_path, tiny_corpus):
+    from ser.errors import ConfigError
+    from ser.tune import run_tuning
+
+    with pytest.raises(ConfigError, match="--protocol loco"):
+        run_tuning(tiny_corpus, "ravdess", TrainConfig(), trials=1, study_path=tmp_path / "s.sqlite",
+                   out_config=tmp_path / "c.json", log=lambda m: None)
