@@ -331,6 +331,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     @app.get("/v1/models")
     def models() -> dict:
         from .models import available_models, resolve_model_dir
+        from .report import trust_table
         out = []
         for name in available_models():
             try:
@@ -341,7 +342,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
             out.append({"name": name, "architecture": card.get("architecture"), "labels": card.get("labels"),
                         "label_set": card.get("label_set"), "licence": card.get("licence"),
                         "uar": (metrics.get("uar") or {}).get("mean"), "protocol": metrics.get("protocol"),
-                        "active": name == s.model})
+                        "per_corpus": trust_table(card), "active": name == s.model})
         return {"models": out}
 
     @app.post("/v1/classify", response_model=ClassifyResult, responses=ERRORS)

@@ -26,6 +26,8 @@ def test_healthz_and_models(client):
     assert "default" in names  # the shipped model is listed with its card's figures
     d = next(m for m in client.get("/v1/models").json()["models"] if m["name"] == "default")
     assert len(d["labels"]) == 8 and 0 < d["uar"] < 1 and "speaker" in d["protocol"].lower()
+    per = {r["corpus"]: r for r in d["per_corpus"]}
+    assert per["ravdess"]["in_training"] and 0 < per["ravdess"]["loco_uar"] < 1 and per["ravdess"]["loco_chance"] > 0
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "m4a", "webm"])

@@ -115,9 +115,18 @@ def test_models_page_shows_the_card_and_figures(make_app, tiny_model_dir, tmp_pa
     assert not at.exception and not at.error
     assert at.title[0].value == "Models"
     labels = [m.label for m in at.metric]
-    assert labels == ["UAR (speaker-grouped CV)", "Accuracy", "Macro-F1", "ECE after calibration"]
+    assert labels == ["UAR, pooled CV (all its corpora)", "Accuracy", "Macro-F1", "ECE after calibration"]
     card = json.loads((models / "default" / "card.json").read_text())
     assert at.metric[0].value == f"{card['metrics']['uar']['mean']:.3f}"
+    # the per-corpus trust table: both protocols with chance beside them, RAVDESS's human line
+    table = at.dataframe[0].value
+    rows = {r["Corpus"]: r for r in table.to_dict("records")}
+    assert set(rows) == {"ravdess", "ased", "emodb"}
+    loco = card["metrics"]["leave_one_corpus_out"]["per_corpus"]
+    assert rows["ased"]["UAR, corpus never seen"] == f"{loco['ased']['uar']:.2f}"
+    assert rows["ased"]["chance (LOCO)"] == "0.20 (5 classes)"
+    assert rows["ravdess"]["Human raters"] == "0.67"
+    assert not isinstance(rows["emodb"]["Human raters"], str)  # empty cell (None/NaN): no human figure
     assert len(at.get("image")) == 2  # confusion matrix and reliability diagram
     assert any("ser train" in c.value for c in at.code)
     at.selectbox(key="models_pick").set_value("tiny").run()
