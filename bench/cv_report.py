@@ -66,7 +66,7 @@ the clips, resampling pitch shift of ±2 semitones on 30 %, mixup α = 0.2; Spec
 for the default only; `logreg` works on statistics of the clean clips and gets no
 augmentation), class-weighted loss, AdamW with a one-cycle schedule, and the
 checkpoint with the best validation-group UAR kept. The default trains for 50 epochs
-with early stopping off (`configs/default.json`: patience 50; with a one-cycle
+with early stopping off (`configs/sercnn.json`: patience 50; with a one-cycle
 schedule, stopping on the noisy validation UAR cut runs off before the annealing phase
 and cost up to 0.14 UAR on a fold). The student architectures were given at most 20
 epochs to fit the CPU budget of one session: their best epochs sit
@@ -86,7 +86,7 @@ diagram (before and after temperature scaling, test folds) are in its folder:
 Commands: each row's `command` is in `docs/cv/<model>.json`; the default model is
 trained and cross-validated by
 
-    ser train --data ../shared/data/ravdess16k --corpus ravdess --config configs/default.json --threads 1 --out models/default
+    ser train --data ../shared/data/ravdess16k --corpus ravdess --config configs/sercnn.json --threads 1 --out runs/sercnn
 
 (about 75 minutes on one core of the 2-core machine; the shipped run was written to
 `runs/default50` and copied, see its card).
