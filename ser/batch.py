@@ -144,8 +144,11 @@ def is_done(json_path: Path, opts: BatchOptions) -> bool:
 
 
 def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, stem: str | None = None,
-                 progress: Callable[[str, float], None] | None = None) -> dict:
-    """Analyse one file and write its exports; returns its summary row (never raises for bad audio)."""
+                 progress: Callable[[str, float], None] | None = None, audio=None) -> dict:
+    """Analyse one file and write its exports; returns its summary row (never raises for bad audio).
+
+    ``audio``: the file already decoded through the audio door (an :class:`~ser.audio.Audio`),
+    as a distributed engine's decode stage hands it over; else the file is read here."""
     from .exports import EXTENSIONS, WRITERS
     from .pipeline import analyze, relabel
 
@@ -155,7 +158,7 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
     t0 = time.perf_counter()
     try:
         model, dia = _resources(opts)
-        a = analyze(path, diarizer=dia, model=model, num_speakers=opts.num_speakers,
+        a = analyze(path if audio is None else audio, diarizer=dia, model=model, num_speakers=opts.num_speakers,
                     min_speakers=opts.min_speakers, max_speakers=opts.max_speakers, window_s=opts.window_s,
                     hop_s=opts.hop_s, progress=progress, name=path.name, cache=None)
         if opts.label_set and opts.label_set != model.card.label_set:

@@ -48,10 +48,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .audio import AudioLimits, load_audio
     from .models import load_model
 
+    files = [str(f) for f in expand_inputs(args.files)[0]]
+    if not files:
+        raise SERError("No audio files found.")
+    if args.engine == "ray":
+        from .scale import predict_ray
+
+        results = predict_ray(files, model=args.model, device=args.device, address=args.address, actors=args.actors,
+                              cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                              log=lambda m: print(m, file=sys.stderr, flush=True))
+        for r in results:
+            if "error" in r:
+                print(f"ser predict: {r['error']}", file=sys.stderr)
+            print(json.dumps(r), flush=True)
+        return 1 if any("error" in r for r in results) else 0
     model = load_model(args.model, device=args.device)
     limits = AudioLimits(min_duration_s=model.card.min_duration_s)
     failed = 0
-    for file in args.files:
+    for file in files:
         try:
             audio = load_audio(file, limits=limits)
             result = {"file": file, **model.predict(audio.y, audio.sr, name=file), "model": model.id}
@@ -262,7 +276,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.force:
         for f in files:
             (out / f"{output_stem(f, roots.get(f))}.json").unlink(missing_ok=True)
-    if len(files) == 1:  # one file: a stage-by-stage progress bar, no summary file
+    if len(files) == 1 and args.engine == "local":  # one file: a stage-by-stage progress bar, no summary file
         stem = output_stem(files[0], roots.get(files[0]))
         if is_done(out / f"{stem}.json", opts):
             print(f"{files[0]}: already analysed with these options -> {out / (stem + '.json')} (--force redoes it)")
@@ -279,8 +293,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f"{row['speakers']} speaker(s), {row['turns']} turn(s)")
         print(f"{files[0]}: {summary} -> {', '.join(str(out / n) for n in row['outputs'].split(';'))}", flush=True)
         return 0
-    r = run_batch(files, out, opts, jobs=args.jobs, roots=roots, show_progress=not args.quiet,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.engine == "ray":
+        from .scale import run_batch_ray
+
+        r = run_batch_ray(files, out, opts, address=args.address, actors=args.actors,
+                          cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, roots=roots,
+                          show_progress=not args.quiet, log=log)
+    else:
+        r = run_batch(files, out, opts, jobs=args.jobs, roots=roots, show_progress=not args.quiet, log=log)
     print(f"{r['done']} analysed, {r['skipped']} already done, {r['failed']} failed; summary: {r['summary']}",
           flush=True)
     return 1 if r["failed"] else 0
@@ -324,6 +345,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (default: this process, or --jobs processes for analyze) or ray (a Ray Data pipeline: "
+                        "a local Ray sized to this machine, or the cluster at --address)")
+    p.add_argument("--address", help="ray: a running cluster (auto, HOST:PORT or ray://HOST:10001); default: start "
+                                     "one here")
+    p.add_argument("--actors", type=int, help="ray: model actors (default: the cluster's CPUs / --cpus-per-actor)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="ray: CPUs per actor (default 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0,
+                   help="ray: GPUs per actor (e.g. 0.25 shares one GPU between four; with --device auto)")
+
+
 def _whisper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", type=int, help="whisper: channel-augmented copies encoded per clip (default 1)")
     p.add_argument("--head-c", type=float, help="whisper: inverse L2 strength of the logistic-regression head (0.1)")
@@ -337,9 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("predict", help="classify audio files; prints one JSON object per file")
-    pr.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, opus, mp3, m4a, webm)")
+    pr.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, opus, mp3, m4a, webm), folders or globs")
     pr.add_argument("--model", default="default", help="model name under models/ or a model folder")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _engine_args(pr)
     pr.set_defaults(func=cmd_predict)
 
     tr = sub.add_parser("train", help="speaker-grouped cross-validation, then train and save a model")
@@ -434,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the emotion model runs (default cpu; auto picks CUDA when present)")
     an.add_argument("--threads", type=int, help="torch CPU threads (default: all cores; or $SER_THREADS)")
     an.add_argument("--jobs", type=int, default=1, help="files analysed in parallel processes (default 1)")
+    _engine_args(an)
     an.add_argument("--force", action="store_true", help="redo files already analysed with the same options")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=cmd_analyze)
