@@ -48,6 +48,12 @@ def _decode(row: dict) -> dict:
                 "error": str(exc) if isinstance(exc, _E) else f"Cannot read {row['path']}: {exc.strerror or exc}"}
 
 
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Analyzer:
     """Ray actor: loads the model and diarizer once, then analyses decoded files."""
 
@@ -69,7 +75,8 @@ class Analyzer:
         from .audio import Audio
 
         path, stem = row["path"], row["stem"]
-        base = {"index": row["index"], "file": row["file"], "node": os.uname().nodename, "pid": os.getpid()}
+        base = {"index": row["index"], "file": row["file"], "node": os.uname().nodename, "pid": os.getpid(),
+                "rss_mib": 0.0}
         if is_done(self.out / f"{stem}.json", self.opts):  # a retried task whose first attempt finished
             return {**base, **dict.fromkeys(SUMMARY_FIELDS[1:], ""), "status": "done earlier", "duration_s": 0.0}
         if row["error"]:
@@ -78,6 +85,7 @@ class Analyzer:
         audio = Audio(np.asarray(row["y"], dtype=np.float32), int(row["sr"]), int(row["source_sr"]),
                       int(row["channels"]), str(row["codec"]), Path(path).name)
         r = analyze_file(path, self.out, self.opts, stem=stem, audio=audio)
+        base["rss_mib"] = _peak_rss_mib()
         # every summary field as text (one Arrow type per column across all rows), and the duration
         return {**base, **{k: str(r.get(k, "")) for k in SUMMARY_FIELDS if k != "file"},
                 "duration_s": float(r.get("duration_s") or 0.0)}
@@ -94,6 +102,12 @@ def _init_ray(address: str | None, *, log: Callable[[str], None] | None):
         # outward address (found by routing a UDP socket towards 8.8.8.8), which a loopback-bound head
         # does not listen on
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is None and not any(os.environ.get(k) for k in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")):
+        # Ray's head always starts its dashboard process, whose usage-statistics module asks the cloud
+        # metadata address (169.254.169.254) which cloud it runs on, even with statistics off. The local
+        # Ray we start sends HTTP nowhere else, so point plain-HTTP requests at a closed loopback port
+        os.environ["http_proxy"] = "http://127.0.0.1:9"
+        os.environ.setdefault("no_proxy", "127.0.0.1,localhost,::1")  # Ray's own loopback HTTP goes direct
     import ray
 
     if ray.is_initialized():
@@ -144,7 +158,12 @@ def run_batch_ray(files: Sequence[Path], out_dir: str | Path, opts: BatchOptions
                 p.unlink(missing_ok=True)
     summary = write_summary(out, files, stems, rows_new, opts)
     failed = sum(1 for r in rows_new.values() if r["status"] == "error")
-    return {"done": len(rows_new) - failed, "skipped": skipped, "failed": failed, "summary": str(summary)}
+    actors_rss: dict[str, float] = {}
+    for r in rows_new.values():
+        key = f"{r.get('node')}:{r.get('pid')}"
+        actors_rss[key] = max(actors_rss.get(key, 0.0), float(r.get("rss_mib") or 0.0))
+    return {"done": len(rows_new) - failed, "skipped": skipped, "failed": failed, "summary": str(summary),
+            "actor_peak_rss_mib": actors_rss}
 
 
 def _run_pipeline(ray, todo, stems, out, opts, *, actors, cpus_per_actor, gpus_per_actor, log, bar) -> dict:

@@ -140,3 +140,32 @@ def test_api_classify_and_analyze_contact_only_loopback(tmp_path):
         _stop(proc)
     outside, _ = _destinations(log)
     assert not outside, outside
+
+
+@pytest.mark.ray
+def test_a_ray_job_contacts_only_loopback(tmp_path):
+    """`ser analyze --engine ray` starting its own local Ray (GCS, raylet, workers: all traced,
+    they are the run's children) contacts nothing but loopback: no usage statistics, no
+    route probe towards a public address."""
+    import numpy as np
+    import soundfile as sf
+
+    from ser.demo import synthesize_dialogue
+
+    data = tmp_path / "in"
+    data.mkdir()
+    y = synthesize_dialogue()[0]
+    for i in range(2):
+        sf.write(data / f"talk{i}.flac", np.roll(y, i * 16_000)[:160_000], 16_000)
+    log, out = tmp_path / "strace.txt", tmp_path / "ray.txt"
+    proc = _traced([sys.executable, "-m", "ser.cli", "analyze", str(data), "--engine", "ray", "--out",
+                    str(tmp_path / "out"), "--quiet"], log, out)
+    try:
+        proc.wait(600)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+    assert proc.returncode == 0, out.read_text()[-3000:]
+    assert len(list((tmp_path / "out").glob("*.json"))) == 2
+    outside, seen = _destinations(log)
+    assert seen > 0 and not outside, outside
