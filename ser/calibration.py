@@ -123,3 +123,11 @@ def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) ->
     save_reliability_png(before, after, folder / "reliability.png",
                          title=f"{card.get('name', folder.name)}: CV test folds, T = {t:.2f}")
     return record
+
+
+def calibrate_and_log(folder: str | Path, log) -> dict:
+    """``calibrate_model_dir`` after training, with its one-line report to ``log``."""
+    cal = calibrate_model_dir(folder)
+    log(f"calibrated: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}, "
+        f"uncertain margin {cal['uncertain_margin']:.2f}")
+    return cal

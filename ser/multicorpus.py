@@ -392,11 +392,9 @@ def run_training(sources: Sequence[Source], out: str | Path, cfg, *, cv: bool = 
         save_model(net, card, out)
         log(f"saved {out} ({count_parameters(net)} parameters, of which {net.linear.weight.numel() + net.linear.bias.numel()} trained)")
         if cv:
-            from .calibration import calibrate_model_dir
+            from .calibration import calibrate_and_log
 
-            cal = calibrate_model_dir(out)
-            log(f"calibrated: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}, "
-                f"uncertain margin {cal['uncertain_margin']:.2f}")
+            calibrate_and_log(out, log)
     return metrics
 
 

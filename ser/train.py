@@ -409,20 +409,16 @@ def run_training(data: str | Path, corpus: str, out: str | Path, cfg: TrainConfi
         save_model(net, card, out)
         log(f"saved {out} ({count_parameters(net)} parameters)")
         if cv:
-            from .calibration import calibrate_model_dir
+            from .calibration import calibrate_and_log
 
-            cal = calibrate_model_dir(out)
-            log(f"calibrated: temperature {cal['temperature']:.2f}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}, "
-                f"uncertain margin {cal['uncertain_margin']:.2f}")
+            calibrate_and_log(out, log)
     return result
 
 
 def _licence(corpus: str) -> str:
-    if corpus == "ravdess":
-        return ("Trained on RAVDESS (Livingstone & Russo 2018, doi:10.1371/journal.pone.0196391), licensed "
-                "CC BY-NC-SA 4.0: this model may be used for non-commercial purposes only and derivatives "
-                "must be shared under the same terms.")
-    return f"Trained on {corpus}; check that corpus's licence before use."
+    from .datasets import corpus_licence
+
+    return corpus_licence(corpus)
 
 
 def stderr_log(msg: str) -> None:
