@@ -501,7 +501,9 @@ class EmotionModel:
         check_samples(np.asarray(y), "the audio")
         out = np.full((len(spans), len(self.labels)), np.nan, dtype=np.float32)
         per_frame = int(round(SECONDS_PER_POSITION * sr))
-        frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
+        frames = self.__dict__.get("_frames")
+        if frames is None:  # built once per loaded model (the log-mel front end holds the filterbank)
+            frames = self._frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
         with torch.inference_mode():
             f = frames(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(self.device))  # (L, T', d)
             rows, keep = [], []
