@@ -21,13 +21,14 @@ statistics are switched off before Ray starts (``RAY_USAGE_STATS_ENABLED=0``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .batch import SUMMARY_FIELDS, BatchOptions, analyze_file, clean_stale_parts, is_done, output_stem, write_summary
+from .batch import SUMMARY_FIELDS, BatchOptions, _summary_fields, analyze_file, clean_stale_parts, is_done, output_stem, write_summary
 from .errors import SERError
 
 
@@ -180,6 +181,7 @@ def _run_pipeline(ray, todo, stems, out, opts, *, actors, cpus_per_actor, gpus_p
         by_gpu = int(res.get("GPU", 0) // gpus_per_actor) if gpus_per_actor else by_cpu
         actors = max(1, min(by_cpu, by_gpu, len(todo)))
     wopts = {**asdict(opts), "formats": list(opts.formats), "threads": opts.threads or max(1, int(cpus_per_actor))}
+    stems_by_file = {str(f): stems[f] for f in todo}
     items = [{"index": i, "file": str(f), "path": str(Path(f).resolve()), "stem": stems[f]} for i, f in enumerate(todo)]
     ds = (ray.data.from_items(items, override_num_blocks=len(items))
           .map(_decode, num_cpus=0)
@@ -192,9 +194,10 @@ def _run_pipeline(ray, todo, stems, out, opts, *, actors, cpus_per_actor, gpus_p
     t0, audio_s = time.perf_counter(), 0.0
     for r in ds.iter_rows():
         row = {k: r[k] for k in r}
-        if row["status"] == "done earlier":  # rebuilt from its JSON by write_summary
-            bar.update(1)
-            continue
+        if row["status"] == "done earlier":  # a retried task: this run's first attempt wrote the result
+            d = json.loads((out / f"{stems_by_file[row['file']]}.json").read_text(encoding="utf-8"))
+            row = {**row, **_summary_fields(d), "outputs": "(written before a retry)", "error": "",
+                   "duration_s": float(d.get("duration_s") or 0.0)}
         rows[row["file"]] = row
         audio_s += float(row.get("duration_s") or 0.0)
         bar.update(1)
