@@ -41,6 +41,8 @@ st.title("Analyze a recording")
 st.caption("Who spoke when, and how they sounded: waveform, spectrogram, speaker lanes and emotion "
            "probabilities over one time axis.")
 
+ADAPT_OPTIONS = {"off": "none", "recording": "recording", "per speaker": "speaker"}
+
 # --- source --------------------------------------------------------------------------
 src_kind = st.radio("Audio", ["Upload", "Record", "Demo dialogue"], horizontal=True, key="analyze_source")
 data, name = None, None
@@ -83,6 +85,13 @@ with st.expander("Settings", expanded=False):
         window_s = st.slider("Emotion window (s)", 1.0, 6.0, 2.0, 0.5, key="analyze_window")
         hop_s = st.slider("Window hop (s)", 0.25, window_s, min(1.0, window_s), 0.25, key="analyze_hop")
         overlay = st.radio("Emotion overlay", ["area", "strip"], horizontal=True, key="analyze_overlay")
+        adapt = ADAPT_OPTIONS[st.radio(
+            "Adapt to this recording", list(ADAPT_OPTIONS), horizontal=True, key="analyze_adapt",
+            help="Uses the recording's own statistics (no labels): the emotion features of all its windows, or of "
+                 "each speaker's, are centred on themselves, which removes much of what a new microphone, room or "
+                 "voice shifts. Best when the recording holds several emotions; when it seems to hold one, the "
+                 "model falls back to no adaptation and says so. On corpora the model never saw, adapting to "
+                 "batches of 30+ clips raised UAR by about 0.03 and to each speaker by about 0.07 (docs/evaluation.md).")]
     with c3:
         n_mels = st.select_slider("Mel bands", [40, 64, 80, 128], 80, key="analyze_mels")
         fmax = st.select_slider("Maximum frequency (Hz)", [4000, 5000, 6000, 8000], 8000, key="analyze_fmax")
@@ -117,7 +126,7 @@ try:
         from ser.pipeline import analyze, relabel
 
         analysis = analyze(audio, diarizer=diarizer, model=model, window_s=window_s, hop_s=hop_s, progress=progress,
-                           name=name, **counts)
+                           name=name, adapt=adapt, **counts)
         if label_set != model.card.label_set:
             analysis = relabel(analysis, label_set)
         t = analysis.provenance["timings_s"]
@@ -132,7 +141,7 @@ if save_history:
     from ser.history import History
 
     settings = {"model": model.id, "diarizer": analysis.provenance["diarizer"], "counts": counts,
-                "window_s": window_s, "hop_s": hop_s, "label_set": label_set}
+                "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "adapt": adapt}
     try:
         hist = History()
         if hist.find(analysis.provenance["audio"]["sha256"], settings, owner=current_user()) is None:
@@ -140,6 +149,15 @@ if save_history:
                       owner=current_user())
     except SERError as exc:
         st.warning(f"Not saved to History: {exc}")
+
+ad = analysis.provenance.get("adaptation", {})
+if ad.get("mode", "none") != "none":
+    groups = ad.get("per_group", {})
+    used = [g for g, r in groups.items() if r.get("used") == "adapted"]
+    fell = {g: r.get("reason", "") for g, r in groups.items() if r.get("used") != "adapted"}
+    st.caption(f"Adaptation: {ad['mode']} — adapted {len(used)} of {len(groups)} group(s) "
+               f"({ad.get('adapted_share', 0):.0%} of the emotion windows)"
+               + "".join(f"; {g}: not adapted, {why}" for g, why in fell.items()))
 
 if analysis.provenance.get("no_speech"):
     st.warning("No speech found in this recording (voice activity detection heard only silence or noise).")

@@ -61,7 +61,8 @@ if not entries:
 
 table = pd.DataFrame([{"id": e.id, "saved": e.created, "name": e.name, "duration (s)": round(e.duration_s, 1),
                        "speakers": e.speakers, "turns": e.turns, "model": e.settings.get("model"),
-                       "label set": e.settings.get("label_set"), "audio kept": e.has_audio,
+                       "label set": e.settings.get("label_set"), "adaptation": e.settings.get("adapt", "none"),
+                       "audio kept": e.has_audio,
                        **({"user": e.owner} if st.session_state.get("ser_admin") else {})} for e in entries])
 picked = st.dataframe(table, key="history_table", on_select="rerun", selection_mode="multi-row", hide_index=True)
 rows = picked.selection.rows if picked and picked.selection else []
@@ -88,7 +89,7 @@ except SERError as exc:
     st.stop()
 st.subheader(f"#{e.id} {e.name}")
 st.caption(f"Saved {e.created} · {a.duration_s:.1f} s · model {settings.get('model')} · "
-           f"window {settings.get('window_s')} s · audio SHA-256 {e.audio_sha256[:12]}…")
+           f"window {settings.get('window_s')} s · adaptation {settings.get('adapt', 'none')} · audio SHA-256 {e.audio_sha256[:12]}…")
 if audio:
     from ser.audio import load_audio
     from ser.figures import analysis_figure

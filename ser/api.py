@@ -363,8 +363,13 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
         label_set: str | None = Form(None, description="ravdess8, basic7, four, valence3 or valence2"),
         diarizer: str = Form("builtin", description="builtin, or pyannote when the server has a pipeline "
                                                     "($SER_PYANNOTE_PIPELINE folder or a token)"),
+        adapt: str = Form("none", description="unsupervised adaptation: none, recording (centre the emotion "
+                                              "features on this recording's own statistics) or speaker (on each "
+                                              "diarized speaker's); best when the recording holds several emotions"),
     ) -> dict:
         check_key(request)
+        if adapt not in ("none", "recording", "speaker"):
+            raise APIError(400, "config_error", f"Unknown adapt {adapt!r}; choose none, recording or speaker.")
         if diarizer not in ("builtin", "pyannote"):
             raise APIError(400, "config_error", f"Unknown diarizer {diarizer!r}; choose builtin or pyannote.")
         if label_set is not None:
@@ -375,7 +380,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
         data = await read_upload(file)
         params = {"num_speakers": speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
                   "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "cache": None,
-                  "diarizer": diarizer}
+                  "diarizer": diarizer, "adapt": adapt}
         return await run_limited(service.analyze, data, file.filename or "upload", params)
 
     app.state.settings = s

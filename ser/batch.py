@@ -50,6 +50,7 @@ class BatchOptions:
     window_s: float = 2.0
     hop_s: float = 1.0
     label_set: str | None = None
+    adapt: str = "none"  # ser.adapt: none, recording, speaker
     threads: int = 0
 
     def key(self) -> dict:
@@ -89,7 +90,12 @@ def _resources(opts: BatchOptions):
 
 def prepare(opts: BatchOptions):
     """Load the model and diarizer for ``opts`` once in this process (errors surface before any file)."""
-    return _resources(opts)
+    loaded = _resources(opts)
+    if opts.adapt != "none":
+        from .adapt import ANALYZE_MODES, check_mode, model_adapt_head
+
+        model_adapt_head(loaded[0], check_mode(opts.adapt, ANALYZE_MODES))
+    return loaded
 
 
 def _summary_fields(d: dict) -> dict:
@@ -160,7 +166,7 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
         model, dia = _resources(opts)
         a = analyze(path if audio is None else audio, diarizer=dia, model=model, num_speakers=opts.num_speakers,
                     min_speakers=opts.min_speakers, max_speakers=opts.max_speakers, window_s=opts.window_s,
-                    hop_s=opts.hop_s, progress=progress, name=path.name, cache=None)
+                    hop_s=opts.hop_s, progress=progress, name=path.name, cache=None, adapt=opts.adapt)
         if opts.label_set and opts.label_set != model.card.label_set:
             a = relabel(a, opts.label_set)
         a.provenance["batch_options"] = opts.key()

@@ -88,18 +88,38 @@ def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) ->
         raise ModelError(f"{preds} has no validation or test rows; re-run `ser train` with cross-validation.")
     zv, yv = np.array([r["logits"] for r in val]), np.array([r["label"] for r in val])
     zt, yt = np.array([r["logits"] for r in test]), np.array([r["label"] for r in test])
+    record = calibration_record(zv, yv, [r.get("corpus", "") for r in val], zt, yt, target_accuracy=target_accuracy)
+    t, margin = record["temperature"], record["uncertain_margin"]
+    before = reliability(softmax(zt), yt)
+    card = json.loads(card_path.read_text())
+    card["temperature"] = t
+    card["uncertain_margin"] = margin
+    card.setdefault("metrics", {})["calibration"] = record
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    from .plots import save_reliability_png
+
+    after = reliability(softmax(zt / t), yt)
+    save_reliability_png(before, after, folder / "reliability.png",
+                         title=f"{card.get('name', folder.name)}: CV test folds, T = {t:.2f}")
+    return record
+
+
+def calibration_record(zv: np.ndarray, yv: np.ndarray, corpora_v: Sequence[str], zt: np.ndarray, yt: np.ndarray,
+                       *, target_accuracy: float = 0.75) -> dict:
+    """Temperature and uncertain margin fitted on validation logits ``zv`` (with their corpora),
+    ECE before/after measured on test logits ``zt``."""
     t = fit_temperature(zv, yv)
     before, after = reliability(softmax(zt), yt), reliability(softmax(zt / t), yt)
     pv = softmax(zv / t)
-    corpora = sorted({r.get("corpus", "") for r in val})
+    corpora_v = np.asarray(corpora_v)
     # several corpora: the margin must hold in each (the hardest decides), not only on the easy majority
     by_corpus = {c: choose_margin(pv[m], yv[m], target_accuracy=target_accuracy)
-                 for c in corpora if (m := np.array([r.get("corpus", "") == c for r in val])).sum() >= 20}
+                 for c in sorted(set(corpora_v.tolist())) if (m := corpora_v == c).sum() >= 20}
     margin = max(by_corpus.values()) if by_corpus else choose_margin(pv, yv, target_accuracy=target_accuracy)
     pt = softmax(zt / t)
     s = np.sort(pt, axis=1)
     certain = (s[:, -1] - s[:, -2]) >= margin
-    record = {
+    return {
         "method": "temperature scaling fitted on the validation folds of speaker-grouped CV; "
                   "ECE (10 equal-width bins, top label) measured on the test folds",
         "temperature": t, "ece_before": before["ece"], "ece_after": after["ece"],
@@ -113,16 +133,6 @@ def calibrate_model_dir(folder: str | Path, *, target_accuracy: float = 0.75) ->
         "test_share_uncertain": float(1 - certain.mean()),
         "test_accuracy_when_certain": float((pt.argmax(1) == yt)[certain].mean()) if certain.any() else None,
     }
-    card = json.loads(card_path.read_text())
-    card["temperature"] = t
-    card["uncertain_margin"] = margin
-    card.setdefault("metrics", {})["calibration"] = record
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    from .plots import save_reliability_png
-
-    save_reliability_png(before, after, folder / "reliability.png",
-                         title=f"{card.get('name', folder.name)}: CV test folds, T = {t:.2f}")
-    return record
 
 
 def calibrate_and_log(folder: str | Path, log) -> dict:

@@ -54,6 +54,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from .scale import predict_ray
 
+        if args.adapt != "none":
+            raise SERError("--adapt needs the statistics of the whole run in one place; use --engine local with it.")
         results = predict_ray(files, model=args.model, device=args.device, address=args.address, actors=args.actors,
                               cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                               log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -63,6 +65,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(r), flush=True)
         return 1 if any("error" in r for r in results) else 0
     model = load_model(args.model, device=args.device)
+    if args.adapt != "none":
+        return _predict_adapted(model, files, args)
     limits = AudioLimits(min_duration_s=model.card.min_duration_s)
     failed = 0
     for file in files:
@@ -75,6 +79,76 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"ser predict: {exc}", file=sys.stderr)
         print(json.dumps(result), flush=True)
     return 1 if failed else 0
+
+
+def _predict_adapted(model, files: list[str], args: argparse.Namespace) -> int:
+    """``ser predict --adapt batch|speaker``: pooled features of every file first, then each group
+    (the whole run, or each speaker) centred on its own statistics (ser.adapt)."""
+    import numpy as np
+
+    from .adapt import adapt_probabilities, model_adapt_head
+    from .audio import AudioLimits, load_audio
+
+    model_adapt_head(model, args.adapt)  # fail before decoding anything when the model has no such head
+    speakers = read_speakers(args.speakers, files) if args.adapt == "speaker" else {}
+    limits = AudioLimits(min_duration_s=model.card.min_duration_s)
+    rows, feats, errors = [], [], {}
+    for i, file in enumerate(files):
+        try:
+            audio = load_audio(file, limits=limits)
+            feats.append(model.pooled(audio.y, audio.sr, name=file))
+            rows.append(i)
+        except SERError as exc:
+            errors[i] = str(exc)
+            print(f"ser predict: {exc}", file=sys.stderr)
+    results: dict[int, dict] = {i: {"file": files[i], "error": e} for i, e in errors.items()}
+    if rows:
+        groups = [speakers[files[i]] if args.adapt == "speaker" else "batch" for i in rows]
+        p, adapted, reports = adapt_probabilities(model, np.stack(feats), groups, args.adapt)
+        settings = model.card.adaptation.get("speaker" if args.adapt == "speaker" else "batch", {})
+        for k, i in enumerate(rows):
+            margin = settings.get("uncertain_margin") if adapted[k] else None
+            rep = reports[str(groups[k])]
+            results[i] = {"file": files[i], **model.result(p[k], margin=margin), "model": model.id,
+                          "adaptation": {"mode": args.adapt, "group": str(groups[k]),
+                                         **{key: rep[key] for key in ("used", "clips", "weight", "spread", "reason")
+                                            if key in rep}}}
+        for g, rep in reports.items():
+            print(f"ser predict: adapt={args.adapt} group {g!r}: {rep['clips']} clips, "
+                  + ("adapted" if rep["used"] == "adapted" else f"not adapted ({rep['reason']})"), file=sys.stderr)
+    for i in range(len(files)):
+        print(json.dumps(results[i]), flush=True)
+    return 1 if errors else 0
+
+
+def read_speakers(spec: str | None, files: list[str]) -> dict[str, str]:
+    """The speaker of each file for ``--adapt speaker``: ``folder`` (each file's parent folder) or
+    a CSV with ``file`` and ``speaker`` columns (``file`` as given, or its base name)."""
+    import csv
+
+    if not spec:
+        raise SERError("--adapt speaker needs --speakers: 'folder' (each file's parent folder is its speaker) "
+                       "or a CSV file with columns file,speaker.")
+    if spec == "folder":
+        return {f: Path(f).parent.name for f in files}
+    path = Path(spec)
+    if not path.is_file():
+        raise SERError(f"--speakers {spec}: no such file (give a CSV with columns file,speaker, or 'folder').")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"file", "speaker"} <= set(reader.fieldnames):
+            raise SERError(f"{spec} needs a header with columns file,speaker (found {reader.fieldnames}).")
+        table = {row["file"]: row["speaker"] for row in reader}
+    out, missing = {}, []
+    for f in files:
+        s = table.get(f, table.get(Path(f).name))
+        if s is None or not str(s).strip():
+            missing.append(f)
+        else:
+            out[f] = str(s).strip()
+    if missing:
+        raise SERError(f"{spec} gives no speaker for {len(missing)} file(s), e.g. {missing[0]}; add rows for them.")
+    return out
 
 
 def _train_config(args: argparse.Namespace):
@@ -270,7 +344,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     opts = BatchOptions(formats=tuple(formats), model=args.model, device=args.device, diarizer=args.diarizer,
                         pyannote=args.pyannote, num_speakers=args.speakers, min_speakers=args.min_speakers,
                         max_speakers=args.max_speakers, window_s=args.window, hop_s=args.hop,
-                        label_set=args.label_set, threads=args.threads or int(os.environ.get("SER_THREADS", "0") or 0))
+                        label_set=args.label_set, adapt=args.adapt,
+                        threads=args.threads or int(os.environ.get("SER_THREADS", "0") or 0))
     out = Path(args.out)
     prepare(opts)  # loads the model once here; a missing or broken model fails before any file
     if args.force:
@@ -373,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, opus, mp3, m4a, webm), folders or globs")
     pr.add_argument("--model", default="default", help="model name under models/ or a model folder")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.add_argument("--adapt", default="none", choices=["none", "batch", "speaker"],
+                    help="unsupervised adaptation: batch = centre all inputs of this run on their own statistics "
+                         "(a study from one set-up; best with 30+ clips holding several emotions), speaker = each "
+                         "speaker's clips (needs --speakers); default none")
+    pr.add_argument("--speakers", help="with --adapt speaker: 'folder' (a file's parent folder is its speaker) or a "
+                                       "CSV with columns file,speaker")
     _engine_args(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -462,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--model", default="default", help="emotion model name under models/ or a model folder")
     an.add_argument("--label-set", help="report probabilities in this label set: ravdess8, basic7, four, valence3, "
                                          "valence2")
+    an.add_argument("--adapt", default="none", choices=["none", "recording", "speaker"],
+                    help="unsupervised adaptation of the emotion model: recording = centre the features of all its "
+                         "windows on the recording's own statistics, speaker = each diarized speaker's on their own "
+                         "(best when the recording holds several emotions; falls back when it seems to hold one)")
     an.add_argument("--window", type=float, default=2.0, help="emotion window length in seconds (default 2)")
     an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
     an.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],

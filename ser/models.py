@@ -214,7 +214,7 @@ class WhisperSER(nn.Module):
     store_half = ("encoder.",)
 
     def __init__(self, fc: FeatureConfig, n_classes: int, layers: Sequence[int] = (0, 1, 2, 3), d: int = 512,
-                 n_heads: int = 8):
+                 n_heads: int = 8, adapt: Sequence[str] = ()):
         super().__init__()
         from .whisper import WhisperEncoder, WhisperLogMel
 
@@ -225,6 +225,8 @@ class WhisperSER(nn.Module):
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
         self.linear = nn.Linear(n, n_classes)
+        # heads for group-centred features (ser.adapt): "batch" (trained per corpus), "speaker"
+        self.adapt = nn.ModuleDict({m: AdaptHeadModule(n, n_classes) for m in adapt}) if adapt else None
 
     def pooled(self, y: torch.Tensor) -> torch.Tensor:
         """(B, n) equal-length clips -> (B, 2·d·len(layers)) pooled encoder features."""
@@ -238,6 +240,19 @@ class WhisperSER(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.classify(self.pooled(y))
+
+
+class AdaptHeadModule(nn.Module):
+    """The stored form of a :class:`ser.adapt.AdaptHead` (applied in NumPy by ``ser.adapt``)."""
+
+    def __init__(self, n: int, n_classes: int):
+        super().__init__()
+        for name in ("prior_mean", "mean"):
+            self.register_buffer(name, torch.zeros(n))
+        for name in ("prior_var", "std"):
+            self.register_buffer(name, torch.ones(n))
+        self.register_buffer("spread_ref", torch.ones(()))
+        self.linear = nn.Linear(n, n_classes)
 
 
 # --- the earlier default ---------------------------------------------------------------
@@ -340,6 +355,8 @@ class ModelCard:
     data: dict = field(default_factory=dict)
     licence: str = ""
     metrics: dict = field(default_factory=dict)
+    #: ser.adapt settings and calibration per adaptation head ("batch", "speaker"); empty: none
+    adaptation: dict = field(default_factory=dict)
     ser_version: str = __version__
     format_version: int = 1
 
@@ -487,45 +504,72 @@ class EmotionModel:
                 out[[i for i, _ in chunk]] = softmax(z / self.card.temperature)
         return out
 
-    def predict_proba_spans(self, y: np.ndarray, sr: int, spans: Sequence[tuple[int, int]]) -> np.ndarray:
-        """Probabilities (len(spans), C) of several ``(start, end)`` sample spans of one stretch of
-        audio ``y`` (a speaker turn). A Whisper model encodes ``y`` once (in 30-s pieces) and pools
-        each span's 20-ms frames, instead of re-encoding overlapping windows; other models score
-        each span as a clip. A span too short to score gets a row of NaN."""
-        if not hasattr(self.net, "encoder") or not len(spans):
-            return self.predict_proba_batch([y[a:b] for a, b in spans], sr)
-        from .whisper import SECONDS_PER_POSITION, WhisperFrames, mean_std
+    def _whisper_frames(self):
+        frames = self.__dict__.get("_frames")
+        if frames is None:  # built once per loaded model (the log-mel front end holds the filterbank)
+            from .whisper import WhisperFrames
 
+            frames = self._frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
+        return frames
+
+    def pooled_spans(self, y: np.ndarray, sr: int, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Pooled encoder features (len(spans), F) of several ``(start, end)`` sample spans of one
+        stretch of audio ``y``: ``y`` is encoded once (in 30-s pieces) and each span pools its
+        20-ms frames. A span shorter than the model's minimum gets a row of NaN. Whisper models only."""
+        from .whisper import SECONDS_PER_POSITION, mean_std
+
+        if not hasattr(self.net, "encoder"):
+            raise ModelError(f"The model {self.id} ({self.card.architecture}) has no encoder features; "
+                             f"adaptation and span pooling need a Whisper model.")
         if sr != self.card.sample_rate:
             raise AudioError(f"The model expects {self.card.sample_rate} Hz audio, got {sr} Hz.")
         check_samples(np.asarray(y), "the audio")
-        out = np.full((len(spans), len(self.labels)), np.nan, dtype=np.float32)
+        width = 2 * self.net.encoder.conv1.out_channels * len(self.net.layers)
+        out = np.full((len(spans), width), np.nan, dtype=np.float32)
         per_frame = int(round(SECONDS_PER_POSITION * sr))
-        frames = self.__dict__.get("_frames")
-        if frames is None:  # built once per loaded model (the log-mel front end holds the filterbank)
-            frames = self._frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
         with torch.inference_mode():
-            f = frames(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(self.device))  # (L, T', d)
-            rows, keep = [], []
+            f = self._whisper_frames()(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(self.device))
             for i, (a, b) in enumerate(spans):
                 if b - a < self.card.min_duration_s * sr:
                     continue
                 lo, hi = a // per_frame, max(a // per_frame + 1, -(-b // per_frame))
-                rows.append(mean_std(f[:, lo:min(hi, f.shape[1])]).reshape(-1))
-                keep.append(i)
-            if rows:
-                z = _finite(self.net.classify(torch.stack(rows)).float().cpu().numpy(), self.id)
-                out[keep] = softmax(z / self.card.temperature)
+                out[i] = mean_std(f[:, lo:min(hi, f.shape[1])]).reshape(-1).float().cpu().numpy()
         return out
 
-    def result(self, p: np.ndarray) -> dict:
-        """``{"emotion", "probabilities", "uncertain"}`` of a probability vector."""
+    def pooled(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
+        """Pooled encoder features (F,) of one clip (silence trimmed as in training)."""
+        y = self.prepare(y, sr, name=name)
+        return self.pooled_spans(y, sr, [(0, len(y))])[0]
+
+    def classify_pooled(self, X: np.ndarray) -> np.ndarray:
+        """Raw logits (N, C) of pooled features (N, F); rows of NaN stay NaN."""
+        X = np.asarray(X, dtype=np.float32)
+        z = np.full((len(X), len(self.labels)), np.nan)
+        ok = ~np.isnan(X).any(1)
+        if ok.any():
+            with torch.inference_mode():
+                z[ok] = _finite(self.net.classify(torch.from_numpy(X[ok]).to(self.device)).float().cpu().numpy(), self.id)
+        return z
+
+    def predict_proba_spans(self, y: np.ndarray, sr: int, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Probabilities (len(spans), C) of several ``(start, end)`` sample spans of one stretch of
+        audio ``y`` (a speaker turn). A Whisper model encodes ``y`` once and pools each span's
+        frames (:meth:`pooled_spans`), instead of re-encoding overlapping windows; other models
+        score each span as a clip. A span too short to score gets a row of NaN."""
+        if not hasattr(self.net, "encoder") or not len(spans):
+            return self.predict_proba_batch([y[a:b] for a, b in spans], sr)
+        z = self.classify_pooled(self.pooled_spans(y, sr, spans))
+        return softmax(z / self.card.temperature).astype(np.float32)
+
+    def result(self, p: np.ndarray, *, margin: float | None = None) -> dict:
+        """``{"emotion", "probabilities", "uncertain"}`` of a probability vector (``margin``: the
+        uncertain margin of the head that produced it; default the card's)."""
         order = np.argsort(p)[::-1]
-        margin = float(p[order[0]] - p[order[1]]) if len(p) > 1 else 1.0
+        gap = float(p[order[0]] - p[order[1]]) if len(p) > 1 else 1.0
         return {
             "emotion": self.labels[order[0]],
             "probabilities": {label: round(float(v), 6) for label, v in zip(self.labels, p)},
-            "uncertain": margin < self.card.uncertain_margin,
+            "uncertain": gap < (self.card.uncertain_margin if margin is None else margin),
         }
 
     def predict(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> dict:

@@ -212,6 +212,36 @@ def fit_head(X: np.ndarray, y: np.ndarray, corpora: Sequence[str], n_classes: in
     return Head(mean, std, weight, bias)
 
 
+# --- adaptation heads (ser.adapt) ---------------------------------------------------
+def fit_adapt_head(X: np.ndarray, y: np.ndarray, corpora: Sequence[str], groups: Sequence[str], n_classes: int,
+                   none_head: Head, *, C: float = 0.1):
+    """A head for group-centred features: each training group (corpus or speaker) standardised by
+    its own statistics, as :mod:`ser.adapt` centres the user's groups at use."""
+    from .adapt import AdaptHead, group_centre, logit_spread
+
+    corpora = np.asarray(corpora)
+    Xn, prior_mean, prior_var = group_centre(X, groups)
+    head = fit_head(Xn, y, corpora, n_classes, C=C)
+    ref = float(np.mean([logit_spread(none_head.logits(X[corpora == c, 0])) for c in np.unique(corpora)]))
+    return AdaptHead(prior_mean, prior_var, head, ref)
+
+
+def adapt_groups(utts: Sequence[Utterance], mode: str) -> np.ndarray:
+    """The groups a mode centres on, for training clips: the corpus ("batch") or the speaker."""
+    from .adapt import HEAD_OF, TRAIN_GROUP
+
+    key = TRAIN_GROUP[HEAD_OF[mode]]
+    return np.array([getattr(u, key) for u in utts], dtype=object)
+
+
+def adapted_logits(X0: np.ndarray, groups: Sequence[str], none_head: Head, ah, settings=None, *,
+                   guard: bool = True) -> np.ndarray:
+    """Logits of clean pooled features ``X0`` (N, F), each group adapted (``ser.adapt.adapt_logits``)."""
+    from .adapt import AdaptSettings, adapt_logits
+
+    return adapt_logits(X0, groups, none_head.logits(X0), ah, settings or AdaptSettings(), guard=guard)[0]
+
+
 # --- protocols ---------------------------------------------------------------------
 def restricted_argmax(logits: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
     allowed = np.asarray(sorted(allowed))
@@ -234,7 +264,7 @@ def _corpus_scores(y: np.ndarray, logits: np.ndarray, corpora: np.ndarray, label
 
 
 def cross_validate(utts: Sequence[Utterance], X: np.ndarray, y: np.ndarray, labels: Sequence[str], *,
-                   folds: int = 5, C: float = 0.1, log: Log | None = None) -> dict:
+                   folds: int = 5, C: float = 0.1, adapt: Sequence[str] = (), log: Log | None = None) -> dict:
     """Speaker-grouped CV over the pooled corpora; returns per-fold/per-corpus metrics and per-clip rows."""
     from .train import classification_metrics, speaker_folds, summarize_folds
 
@@ -244,11 +274,18 @@ def cross_validate(utts: Sequence[Utterance], X: np.ndarray, y: np.ndarray, labe
     f = np.array([fold_of[s] for s in speakers])
     test_logits = np.zeros((len(utts), len(labels)))
     rows, fold_metrics = [], []
+    adapted = {m: {"test": np.zeros((len(utts), len(labels))), "val": [], "val_idx": []} for m in adapt}
     for k in range(folds):
         te, va = np.where(f == k)[0], np.where(f == (k + 1) % folds)[0]
         tr = np.where((f != k) & (f != (k + 1) % folds))[0]
         head = fit_head(X[tr], y[tr], corpora[tr], len(labels), C=C)
         zt, zv = head.logits(X[te, 0]), head.logits(X[va, 0])
+        for m in adapt:  # each test/validation group (corpus within the fold, or speaker) centred on itself
+            groups = adapt_groups(utts, m)
+            ah = fit_adapt_head(X[tr], y[tr], corpora[tr], groups[tr], len(labels), head, C=C)
+            adapted[m]["test"][te] = adapted_logits(X[te, 0], groups[te], head, ah, guard=False)
+            adapted[m]["val"].append(adapted_logits(X[va, 0], groups[va], head, ah, guard=False))
+            adapted[m]["val_idx"].append(va)
         test_logits[te] = zt
         m = classification_metrics(y[te], zt.argmax(1), labels)
         m["test_speakers"] = sorted({speakers[i] for i in te})
@@ -272,17 +309,31 @@ def cross_validate(utts: Sequence[Utterance], X: np.ndarray, y: np.ndarray, labe
         vals = [p[c] for p in per_fold_corpus if c in p]
         v["uar_folds"] = vals
         v["uar_std"] = float(np.std(vals))
+    adapt_out = {}
+    for m, d in adapted.items():
+        from .calibration import calibration_record
+
+        va = np.concatenate(d["val_idx"])
+        zv = np.concatenate(d["val"])
+        cal = calibration_record(zv, y[va], corpora[va], d["test"], y)
+        scores = _corpus_scores(y, d["test"], corpora, labels)
+        adapt_out[m] = {"per_corpus": {c: {k: v for k, v in sc.items() if k != "confusion"} for c, sc in scores.items()},
+                        "calibration": cal}
+        if log:
+            log(f"CV adapt={m}: " + ", ".join(f"{c} UAR {sc['uar']:.3f}" for c, sc in scores.items())
+                + f"; temperature {cal['temperature']:.2f}, margin {cal['uncertain_margin']:.2f}")
     protocol = (f"speaker-grouped {folds}-fold cross-validation over the pooled corpora ({len(set(speakers))} speakers, "
                 f"{len(utts)} clips); per fold: test = 1 speaker group, validation (calibration) = the next group, "
                 f"training = the other {folds - 2}; no speaker in two of them. Per corpus: UAR over the folds' pooled "
                 f"test predictions, the head choosing among that corpus's own classes (uar_all_classes: among all "
                 f"{len(labels)})")
     return {"protocol": protocol, "labels": list(labels), "summary": summarize_folds(fold_metrics),
-            "folds": fold_metrics, "per_corpus": per_corpus, "clips": rows}
+            "folds": fold_metrics, "per_corpus": per_corpus, "clips": rows, "adapt": adapt_out}
 
 
 def leave_one_corpus_out(utts: Sequence[Utterance], X: np.ndarray, y: np.ndarray, labels: Sequence[str], *,
-                         C: float = 0.1, log: Log | None = None) -> dict:
+                         C: float = 0.1, adapt: Sequence[str] = (), adapt_settings: dict | None = None,
+                         log: Log | None = None) -> dict:
     """Train on all corpora but one, score the held-out corpus on the classes it shares with them."""
     from .train import classification_metrics
 
@@ -302,14 +353,92 @@ def leave_one_corpus_out(utts: Sequence[Utterance], X: np.ndarray, y: np.ndarray
         out[held] = {"trained_on": sorted(set(corpora[tr].tolist())), "classes": [labels[k] for k in shared],
                      "chance": 1.0 / len(shared), "n": int(len(te)), "uar": m["uar"], "accuracy": m["accuracy"],
                      "macro_f1": m["macro_f1"], "confusion": m["confusion"]}
+        for mode in adapt:
+            ah = fit_adapt_head(X[tr], y[tr], corpora[tr], adapt_groups(utts, mode)[tr], len(labels), head, C=C)
+            out[held][f"adapt_{mode}"] = _loco_adapted(utts, X, y, te, shared, head, ah, mode,
+                                                       (adapt_settings or {}).get(mode), log=log, held=held)
         if log:
             log(f"LOCO {held}: UAR {m['uar']:.3f} (chance {1 / len(shared):.3f}, {len(shared)} shared classes, "
                 f"{len(te)} clips), accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     mean = float(np.mean([v["uar"] for v in out.values()]))
+    if adapt:
+        out_adapt = {}
+        for mode in adapt:
+            rows = [v[f"adapt_{mode}"] for v in out.values()]
+            out_adapt[mode] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.startswith("uar")}
+            if "stress" in rows[0]:
+                out_adapt[mode]["stress"] = {k: float(np.mean([r["stress"][k] for r in rows])) for k in rows[0]["stress"]}
+        return {"protocol": LOCO_PROTOCOL, "per_corpus": out, "mean_uar": mean, "adapt_mean": out_adapt,
+                "adapt_protocol": ADAPT_PROTOCOL}
     return {"protocol": "leave-one-corpus-out: train on all corpora but one (every clip, clean + augmented copies), "
                         "score every clip of the held-out corpus whose class the training corpora have; the head "
                         "chooses among those shared classes; chance = 1 / shared classes",
             "per_corpus": out, "mean_uar": mean}
+
+
+LOCO_PROTOCOL = ("leave-one-corpus-out: train on all corpora but one (every clip, clean + augmented copies), "
+                 "score every clip of the held-out corpus whose class the training corpora have; the head "
+                 "chooses among those shared classes; chance = 1 / shared classes")
+ADAPT_PROTOCOL = ("adaptation on the held-out corpus, no labels used: 'batch' splits its clips at random into batches "
+                  "of n (5 repetitions; 'all' = the whole corpus as one batch) and centres each batch on itself "
+                  "(shrunk toward the training prior, guard on, as shipped); 'speaker' centres each speaker's clips; "
+                  "'stress': batches of 30 clips of one emotion each (5 per shared class), accuracy with and without "
+                  "adaptation and how often the guard fell back")
+ADAPT_SIZES = (3, 10, 30, 100, None)
+
+
+def _loco_adapted(utts, X, y, te, shared, head, ah, mode, settings, *, log=None, held="", reps: int = 5,
+                  seed: int = 0) -> dict:
+    from .adapt import AdaptSettings, adapt_logits
+
+    s = AdaptSettings.from_card(settings or {})
+    rng = np.random.default_rng(seed)
+    X0, yt = X[te, 0], y[te]
+    z0 = head.logits(X0)
+
+    def uar_of(z):
+        from sklearn.metrics import balanced_accuracy_score
+
+        return float(balanced_accuracy_score(yt, restricted_argmax(z, shared)))
+
+    res: dict = {"uar_none": uar_of(z0)}
+    if mode == "speaker":
+        groups = np.array([utts[i].speaker for i in te], dtype=object)
+        res["uar"] = uar_of(adapt_logits(X0, groups, z0, ah, s)[0])
+        res["uar_unguarded"] = uar_of(adapt_logits(X0, groups, z0, ah, s, guard=False)[0])
+    else:
+        for n in ADAPT_SIZES:
+            vals = []
+            for _ in range(reps if n else 1):
+                order = rng.permutation(len(te))
+                groups = np.empty(len(te), dtype=object)
+                step = n or len(te)
+                for b in range(0, len(te), step):
+                    groups[order[b:b + step]] = b // step
+                vals.append(uar_of(adapt_logits(X0, groups, z0, ah, s)[0]))
+            res[f"uar_{n or 'all'}"] = float(np.mean(vals))
+        res["uar"] = res["uar_all"]
+        res["uar_unguarded_all"] = uar_of(adapt_logits(X0, np.zeros(len(te)), z0, ah, s, guard=False)[0])
+    # the failure mode: everyone in the group shows the same emotion
+    acc0, acc_g, acc_u, fired = [], [], [], []
+    for k in shared:
+        idx = np.where(yt == k)[0]
+        for _ in range(reps):
+            pick = rng.choice(idx, min(30, len(idx)), replace=False)
+            g = np.zeros(len(pick))
+            zg, adapted, _ = adapt_logits(X0[pick], g, z0[pick], ah, s)
+            zu = adapt_logits(X0[pick], g, z0[pick], ah, s, guard=False)[0]
+            acc0.append(float((restricted_argmax(z0[pick], shared) == k).mean()))
+            acc_g.append(float((restricted_argmax(zg, shared) == k).mean()))
+            acc_u.append(float((restricted_argmax(zu, shared) == k).mean()))
+            fired.append(float(not adapted.any()))
+    res["stress"] = {"accuracy_none": float(np.mean(acc0)), "accuracy_adapted": float(np.mean(acc_g)),
+                     "accuracy_unguarded": float(np.mean(acc_u)), "guard_fired": float(np.mean(fired))}
+    if log:
+        log(f"LOCO {held} adapt={mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items() if k.startswith("uar"))
+            + "; one-emotion batches: accuracy none {accuracy_none:.3f}, adapted {accuracy_adapted:.3f} "
+              "(unguarded {accuracy_unguarded:.3f}), guard fell back {guard_fired:.0%}".format(**res["stress"]))
+    return res
 
 
 __all__ = ["Head", "Source", "balance_weights", "build_net", "cross_validate", "encode_corpus", "fit_head",
@@ -345,9 +474,19 @@ def run_training(sources: Sequence[Source], out: str | Path, cfg, *, cv: bool = 
     X = encode_corpus(utts, net, augment=cfg.augment, seed=cfg.seed, trim_db=cfg.features.trim_db,
                       progress=progress, log=log)
     metrics: dict = {}
+    from .adapt import AdaptSettings, check_mode
+
+    adapt = [check_mode(m, ("batch", "speaker")) for m in cfg.arch_args.get("adapt", [])]
+    adaptation = {m: {**AdaptSettings().__dict__, "trained_on": f"features centred on each training {TRAIN_KIND[m]}"}
+                  for m in adapt}
     if cv:
-        res = cross_validate(utts, X, y, labels, folds=cfg.folds, C=cfg.head_c, log=log)
-        (out / "cv_metrics.json").write_text(json.dumps({k: v for k, v in res.items() if k != "clips"}, indent=2) + "\n")
+        res = cross_validate(utts, X, y, labels, folds=cfg.folds, C=cfg.head_c, adapt=adapt, log=log)
+        for m, d in res["adapt"].items():
+            adaptation[m].update(temperature=d["calibration"]["temperature"],
+                                 uncertain_margin=d["calibration"]["uncertain_margin"],
+                                 cv_per_corpus=d["per_corpus"], calibration=d["calibration"])
+        (out / "cv_metrics.json").write_text(json.dumps({k: v for k, v in res.items() if k not in ("clips", "adapt")},
+                                                        indent=2) + "\n")
         with open(out / "cv_predictions.jsonl", "w") as f:
             for row in res["clips"]:
                 f.write(json.dumps(row) + "\n")
@@ -365,13 +504,23 @@ def run_training(sources: Sequence[Source], out: str | Path, cfg, *, cv: bool = 
             log(f"CV {c}: UAR {d['uar']:.3f} ± {d['uar_std']:.3f} on its {len(d['classes'])} classes "
                 f"(chance {d['chance']:.3f}); among all {len(labels)}: {d['uar_all_classes']:.3f}")
     if loco and len({s.corpus for s in sources}) > 1:
-        lo = leave_one_corpus_out(utts, X, y, labels, C=cfg.head_c, log=log)
+        lo = leave_one_corpus_out(utts, X, y, labels, C=cfg.head_c, adapt=adapt, adapt_settings=adaptation, log=log)
         (out / "loco_metrics.json").write_text(json.dumps(lo, indent=2) + "\n")
-        metrics["leave_one_corpus_out"] = lo
+        metrics["leave_one_corpus_out"] = {k: v for k, v in lo.items() if k not in ("adapt_mean", "adapt_protocol")}
+        for m in adapt:
+            metrics["leave_one_corpus_out"]["per_corpus"] = {
+                c: {k: v for k, v in d.items() if not k.startswith("adapt_")} for c, d in lo["per_corpus"].items()}
+            adaptation[m]["leave_one_corpus_out"] = {"protocol": lo["adapt_protocol"], "mean": lo["adapt_mean"][m],
+                                                     "per_corpus": {c: d[f"adapt_{m}"] for c, d in lo["per_corpus"].items()}}
+            log(f"LOCO adapt={m}: mean " + ", ".join(f"{k} {v:.3f}" for k, v in lo["adapt_mean"][m].items()
+                                                      if not isinstance(v, dict)))
         log(f"LOCO mean UAR {lo['mean_uar']:.3f}")
     if final:
         corpora = np.array([u.corpus for u in utts])
-        fit_head(X, y, corpora, len(labels), C=cfg.head_c).into(net)
+        head = fit_head(X, y, corpora, len(labels), C=cfg.head_c)
+        head.into(net)
+        if adapt:
+            _fit_adapt_heads(net, labels, utts, X, y, corpora, head, adapt, C=cfg.head_c, log=log)
         counts = {c: int((corpora == c).sum()) for c in sorted(set(corpora.tolist()))}
         card = ModelCard(
             name=name or out.name, architecture="whisper", labels=labels, label_set=cfg.label_set,
@@ -387,7 +536,7 @@ def run_training(sources: Sequence[Source], out: str | Path, cfg, *, cv: bool = 
                   "clips": len(utts), "speakers": sorted({u.speaker for u in utts}),
                   "label_policy": label_policy(sources, labels)},
             licence=" ".join(corpus_licence(s.corpus) for s in sources) + " " + WHISPER_LICENCE,
-            metrics=metrics,
+            metrics=metrics, adaptation=adaptation,
         )
         save_model(net, card, out)
         log(f"saved {out} ({count_parameters(net)} parameters, of which {net.linear.weight.numel() + net.linear.bias.numel()} trained)")
@@ -396,6 +545,21 @@ def run_training(sources: Sequence[Source], out: str | Path, cfg, *, cv: bool = 
 
             calibrate_and_log(out, log)
     return metrics
+
+
+TRAIN_KIND = {"batch": "corpus (clean and augmented copies apart)", "speaker": "speaker (clean and augmented copies apart)"}
+
+
+def _fit_adapt_heads(net, labels, utts, X, y, corpora, head, adapt, *, C, log) -> None:
+    """Fit the adaptation heads of ``net`` (built with ``adapt`` in its arch_args) on everything."""
+    import torch
+
+    for m in adapt:
+        ah = fit_adapt_head(X, y, corpora, adapt_groups(utts, m), len(labels), head, C=C)
+        values = {"prior_mean": ah.prior_mean, "prior_var": ah.prior_var, "mean": ah.head.mean, "std": ah.head.std,
+                  "linear.weight": ah.head.weight, "linear.bias": ah.head.bias, "spread_ref": np.array(ah.spread_ref)}
+        net.adapt[m].load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in values.items()})
+        log(f"adaptation head {m!r} fitted (spread reference {ah.spread_ref:.2f})")
 
 
 WHISPER_LICENCE = ("The frozen encoder is OpenAI's Whisper base (MIT licence, Copyright (c) 2022 OpenAI; "

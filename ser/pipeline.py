@@ -103,13 +103,15 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
             progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
-            name: str | None = None) -> Analysis:
+            name: str | None = None, adapt: str = "none") -> Analysis:
     """Analyse one recording.
 
     ``audio``: an :class:`~ser.audio.Audio` or anything ``load_audio`` takes (path, bytes,
     file object). ``diarizer``: "builtin", "pyannote" or a Diarizer. ``model``: an
     EmotionModel or a model name/folder. ``window_s``/``hop_s``: the sliding windows that
-    score long turns. ``progress(stage, fraction)`` is called as stages advance.
+    score long turns. ``progress(stage, fraction)`` is called as stages advance. ``adapt``:
+    "none", "recording" (centre the encoder features of all windows on the recording's own
+    statistics) or "speaker" (each diarized speaker's windows on their own); see ser.adapt.
 
     Turns shorter than the model's minimum duration keep their speaker but get no emotion
     (listed in ``provenance["unscored_turns"]``). A recording without speech gives an
@@ -124,6 +126,9 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     if not (0.1 <= hop_s <= window_s):
         raise ConfigError(f"hop_s must be between 0.1 s and window_s ({window_s} s); got {hop_s}.")
     check_speaker_counts(num_speakers, min_speakers, max_speakers)
+    from .adapt import ANALYZE_MODES, check_mode
+
+    check_mode(adapt, ANALYZE_MODES)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -151,28 +156,42 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     timings["diarization_s"] = time.perf_counter() - t0
 
     em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
+    if adapt != "none":
+        from .adapt import model_adapt_head
+
+        model_adapt_head(em, adapt)  # a clear error before any work when the model cannot adapt
     model_key = (str(em.path), em.id, _key(em.card.to_dict()))
     t0 = time.perf_counter()
     windows = plan_windows(turns, sr, window_s, hop_s, len(y))
 
-    def score() -> np.ndarray:
+    def score() -> tuple[np.ndarray, np.ndarray, dict]:
         progress("emotion", 0.0)
-        probs = np.full((len(windows), len(em.labels)), np.nan, dtype=np.float32)
+        width = len(em.labels) if adapt == "none" else 2 * em.net.encoder.conv1.out_channels * len(em.net.layers)
+        out = np.full((len(windows), width), np.nan, dtype=np.float32)
         by_turn: dict[int, list[int]] = {}
         for j, w in enumerate(windows):
             by_turn.setdefault(w.turn, []).append(j)
         done = 0
         for rows in by_turn.values():  # each turn is encoded once; its windows pool their frames
             a, b = windows[rows[0]].start, max(windows[j].end for j in rows)
-            probs[rows] = em.predict_proba_spans(y[a:b], sr, [(windows[j].start - a, windows[j].end - a) for j in rows])
+            spans = [(windows[j].start - a, windows[j].end - a) for j in rows]
+            out[rows] = em.predict_proba_spans(y[a:b], sr, spans) if adapt == "none" else em.pooled_spans(y[a:b], sr, spans)
             done += len(rows)
             progress("emotion", done / max(1, len(windows)))
-        return probs
+        if adapt == "none":
+            return out, np.zeros(len(windows), bool), {}
+        from .adapt import adapt_probabilities
+
+        groups = [turns[w.turn].speaker if adapt == "speaker" else "recording" for w in windows]
+        p, adapted, reports = adapt_probabilities(em, out, groups, adapt)
+        return p.astype(np.float32), adapted, reports
 
     turns_key = _key([(t.start_s, t.end_s, t.speaker) for t in turns])
-    probs = cache.get_or_compute("emotion", (digest, model_key, window_s, hop_s, turns_key), score)
+    probs, adapted, adapt_reports = cache.get_or_compute("emotion", (digest, model_key, window_s, hop_s, turns_key,
+                                                                     adapt), score)
     timings["emotion_s"] = time.perf_counter() - t0
 
+    margins = {False: None, True: em.card.adaptation.get("batch" if adapt == "recording" else adapt, {}).get("uncertain_margin")}
     segments, window_segs, unscored = [], [], []
     by_turn: dict[int, list[int]] = {}
     for j, w in enumerate(windows):
@@ -184,12 +203,14 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             continue
         weights = np.array([windows[j].end - windows[j].start for j in rows], dtype=np.float64)
         p = (probs[rows] * weights[:, None]).sum(0) / weights.sum()
-        segments.append(_segment(em, t.start_s, t.end_s, t.speaker, p, "turn"))
+        segments.append(_segment(em, t.start_s, t.end_s, t.speaker, p, "turn", margins[bool(adapted[rows].all())]))
         for j in rows:
             w = windows[j]
             window_segs.append(_segment(em, round(w.start / sr, 3), round(w.end / sr, 3), t.speaker, probs[j],
-                                        "window"))
+                                        "window", margins[bool(adapted[j])]))
     progress("done", 1.0)
+    from .adapt import summary
+
     provenance = {
         "ser_version": __version__,
         "model": {"id": em.id, "name": em.card.name, "architecture": em.card.architecture,
@@ -199,6 +220,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         "diarizer": dia_settings,
         "speaker_counts": counts,
         "window_s": window_s, "hop_s": hop_s,
+        "adaptation": summary(adapt, adapted, adapt_reports, "the recording" if adapt == "recording" else "diarized speakers"),
         "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
                   "source_channels": audio.source_channels, "codec": audio.codec},
         "no_speech": len(turns) == 0,
@@ -213,8 +235,10 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                     provenance=provenance)
 
 
-def _segment(em: Any, start: float, end: float, speaker: str, p: np.ndarray, kind: str) -> EmotionSegment:
-    r = em.result(np.asarray(p, dtype=np.float64))
+def _segment(em: Any, start: float, end: float, speaker: str, p: np.ndarray, kind: str,
+             margin: float | None = None) -> EmotionSegment:
+    p = np.asarray(p, dtype=np.float64)
+    r = em.result(p) if margin is None else em.result(p, margin=margin)
     return EmotionSegment(start_s=start, end_s=end, speaker=speaker, emotion=r["emotion"],
                           probabilities=r["probabilities"], uncertain=r["uncertain"], kind=kind)
 

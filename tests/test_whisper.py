@@ -235,8 +235,8 @@ def test_multi_corpus_training_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     corpora = _synthetic_corpora(tmp_path / "data")
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"arch": "whisper", "arch_args": {"layers": [0, 2], "d": D, "n_heads": HEADS},
-                               "folds": 3, "augment": 1, "head_c": 1.0}))
+    cfg.write_text(json.dumps({"arch": "whisper", "folds": 3, "augment": 1, "head_c": 1.0,
+                               "arch_args": {"layers": [0, 2], "d": D, "n_heads": HEADS, "adapt": ["batch", "speaker"]}}))
     argv = ["train", "--config", str(cfg), "--encoder", str(_tiny_encoder_file(tmp_path)), "--out", str(tmp_path / "m"),
             "--quiet", "--threads", "1"]
     for path, corpus in corpora:
@@ -252,9 +252,21 @@ def test_multi_corpus_training_smoke(tmp_path, monkeypatch):
     assert "ASED" in card["licence"] and "MIT" in card["licence"]
     assert card["metrics"]["calibration"]["temperature"] > 0
     assert len(list((tmp_path / "cache" / "features").glob("whisper-*.npy"))) == 1
+    for mode in ("batch", "speaker"):  # each adaptation head calibrated and scored on the held-out corpora
+        ad = card["adaptation"][mode]
+        assert ad["temperature"] > 0 and 0 <= ad["uncertain_margin"] <= 1 and ad["min_clips"] >= 2
+        assert set(ad["leave_one_corpus_out"]["per_corpus"]) == {"ravdess", "ased", "emodb"}
+        assert 0 <= ad["leave_one_corpus_out"]["mean"]["stress"]["guard_fired"] <= 1
+    assert "uar_30" in card["adaptation"]["batch"]["leave_one_corpus_out"]["mean"]
     m = load_model(tmp_path / "m", device="cpu")
     p = m.predict_proba(np.sin(2 * np.pi * 220 * np.arange(16_000) / 16_000).astype(np.float32) * 0.1, 16_000)
     assert p.shape == (8,) and abs(p.sum() - 1) < 1e-5
+    from ser.adapt import adapt_probabilities
+
+    X = np.stack([m.pooled(np.sin(2 * np.pi * f * np.arange(16_000) / 16_000).astype(np.float32) * 0.1, 16_000)
+                  for f in (110, 150, 220, 260, 300, 330)])
+    pa, adapted, reports = adapt_probabilities(m, X, ["g"] * 6, "batch")
+    assert pa.shape == (6, 8) and np.allclose(pa.sum(1), 1, atol=1e-5) and reports["g"]["clips"] == 6
 
 
 def test_loco_never_puts_a_corpus_on_both_sides(monkeypatch):
