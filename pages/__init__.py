@@ -14,6 +14,34 @@ def get_model(name: str, device: str):
     return load_model(name, device=device).warm_up()  # the first clip is then as fast as the next
 
 
+@st.cache_resource(show_spinner=False)
+def warm_start():
+    """Once per server process, in the background: load the default model and analyse the emotion
+    demo with the Analyze page's default settings, so that the first visitor's first screen (the
+    analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
+    import os
+    import threading
+
+    if os.environ.get("SER_WARM_DEMO", "1") == "0":
+        return None
+
+    def run() -> None:
+        from pathlib import Path
+
+        try:
+            from ser.audio import load_audio
+            from ser.pipeline import analyze
+
+            demo = Path(__file__).resolve().parent.parent / "assets" / "demo_emotions.flac"
+            analyze(load_audio(demo.read_bytes(), name=demo.name), model="default", device="auto", name=demo.name)
+        except Exception as exc:  # a warm-up that fails only means the first visitor waits
+            print(f"ser: warming the demo failed ({exc}); the first analysis will be slower", flush=True)
+
+    t = threading.Thread(target=run, name="ser-warm-demo", daemon=True)
+    t.start()
+    return t
+
+
 def chosen_model():
     """The model chosen in app.py's sidebar (the defaults when a page was opened by its URL first)."""
     return get_model(st.session_state.get("model_name", "default"), st.session_state.get("device", "auto"))

@@ -14,6 +14,7 @@ from ser.errors import SERError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "assets" / "demo_dialogue.wav"
+EMOTION_DEMO = ROOT / "assets" / "demo_emotions.flac"
 LABEL_SETS = {"8 emotions (RAVDESS)": "ravdess8", "7 basic emotions": "basic7", "4 emotions": "four",
               "valence: positive / neutral / negative": "valence3", "valence: positive / negative": "valence2"}
 EXT = {"json": "application/json", "csv": "text/csv", "rttm": "text/plain", "textgrid": "text/plain",
@@ -44,7 +45,10 @@ st.caption("Who spoke when, and how they sounded: waveform, spectrogram, speaker
 ADAPT_OPTIONS = {"off": "none", "recording": "recording", "per speaker": "speaker"}
 
 # --- source --------------------------------------------------------------------------
-src_kind = st.radio("Audio", ["Upload", "Record", "Demo dialogue"], horizontal=True, key="analyze_source")
+SOURCES = ["Emotion demo", "Dialogue demo", "Upload", "Record"]
+src_kind = st.radio("Audio", SOURCES, horizontal=True, key="analyze_source",
+                    help="The demos are analysed as soon as the page opens. Choose Upload or Record to analyse "
+                         "your own audio.")
 data, name = None, None
 if src_kind == "Upload":
     up = st.file_uploader(f"Upload a recording (up to {max_upload_mb()} MB; {', '.join(SUPPORTED_FORMATS)})",
@@ -56,12 +60,20 @@ elif src_kind == "Record":
     if rec is not None:
         data, name = rec.getvalue(), "recording.wav"
 else:
-    if DEMO.is_file():
-        data, name = DEMO.read_bytes(), DEMO.name
-        st.caption("A two-voice dialogue the project synthesised with espeak-ng (scripts/make_demo.py). "
-                   "Synthetic speech is not acted emotion: read its probabilities as a demo of the view.")
+    demo = EMOTION_DEMO if src_kind == "Emotion demo" else DEMO
+    if demo.is_file():
+        data, name = demo.read_bytes(), demo.name
+        if demo == EMOTION_DEMO:
+            st.info("**Demo: three RAVDESS actors taking turns through six acted emotions.** These voices are in the "
+                    "bundled model's training data, so this shows the instrument, not how well it generalises: a "
+                    "fair test is your own recording (choose **Upload** or **Record** above). The intended emotion "
+                    "of each turn is shown beside the model's in the table. Audio: RAVDESS, Livingstone & Russo "
+                    "(2018), CC BY-NC-SA 4.0.", icon="🎭")
+        else:
+            st.caption("A two-voice dialogue the project synthesised with espeak-ng (scripts/make_demo.py). "
+                       "Synthetic speech is not acted emotion: read its probabilities as a demo of the view.")
     else:
-        st.warning("The demo recording is missing; run `.venv/bin/python scripts/make_demo.py`.")
+        st.warning(f"The demo recording {demo.name} is missing; run the script named in assets/README.md.")
 
 # --- controls ------------------------------------------------------------------------
 with st.expander("Settings", expanded=False):
@@ -104,7 +116,7 @@ with st.expander("Settings", expanded=False):
     keep_audio = h2.checkbox("…with their audio (kept only if you tick this)", False, key="analyze_keep_audio")
 
 if data is None:
-    st.info("Upload a recording, record one, or open the demo dialogue.")
+    st.info("Upload a recording or record one (or choose a demo).")
     st.stop()
 
 # --- analysis ------------------------------------------------------------------------
@@ -137,7 +149,7 @@ except SERError as exc:
     st.error(str(exc))
     st.stop()
 
-if save_history:
+if save_history and src_kind != "Emotion demo":  # the first screen is not saved on every visit
     from ser.history import History
 
     settings = {"model": model.id, "diarizer": analysis.provenance["diarizer"], "counts": counts,
@@ -170,7 +182,8 @@ spec = SpectrogramSettings(n_mels=n_mels, fmax=float(fmax), dynamic_range_db=flo
 # Everything below reruns on each click (a row to play, a point on the chart); the figure and the
 # export files are computed once per analysis and display settings.
 VIEW_KEY = json.dumps([analysis.provenance["audio"]["sha256"], analysis.provenance["model"]["id"],
-                       analysis.provenance["diarizer"], counts, window_s, hop_s, label_set], sort_keys=True, default=str)
+                       analysis.provenance["diarizer"], counts, window_s, hop_s, label_set, adapt],
+                      sort_keys=True, default=str)
 
 
 @st.cache_data(max_entries=4, show_spinner="Drawing…")
@@ -194,11 +207,23 @@ st.subheader("Turns")
 import pandas as pd  # noqa: E402
 
 seg_by_turn = {(s.start_s, s.end_s, s.speaker): s for s in analysis.segments}
+intended = (json.loads(EMOTION_DEMO.with_suffix(".json").read_text())["turns"]
+            if src_kind == "Emotion demo" and name == EMOTION_DEMO.name else None)
+
+
+def intended_emotion(start: float, end: float) -> str:
+    """The demo script's emotion for the reference turn this turn overlaps most."""
+    best = max(intended, key=lambda r: min(r["end_s"], end) - max(r["start_s"], start))
+    return best["emotion"] if min(best["end_s"], end) - max(best["start_s"], start) > 0 else ""
+
+
 rows = []
 for t_ in analysis.turns:
     s = seg_by_turn.get((t_.start_s, t_.end_s, t_.speaker))
     row = {"start (s)": t_.start_s, "end (s)": t_.end_s, "speaker": t_.speaker,
            "emotion": (f"{s.emotion}?" if s.uncertain else s.emotion) if s else "(too short)"}
+    if intended:
+        row["intended"] = intended_emotion(t_.start_s, t_.end_s)
     if s:
         row.update({k: round(v, 3) for k, v in s.probabilities.items()})
     rows.append(row)

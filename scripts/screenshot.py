@@ -53,9 +53,20 @@ def open_analyze_page(pw, url: str, *, width: int = 1280, height: int = 1400):
     return browser, page
 
 
+def choose_upload(page) -> None:
+    """Switch the Analyze page from the demo it opens on to its uploader (and wait for the rerun)."""
+    page.locator("label").filter(has_text="Upload").first.click(timeout=60_000)
+    page.get_by_text("Upload a recording or record one").first.wait_for(timeout=120_000)
+
+
+def upload(page, path) -> None:
+    choose_upload(page)
+    page.locator("input[type=file]").first.set_input_files(str(path))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("recording", nargs="?", help="an audio file to upload (default: the demo dialogue)")
+    ap.add_argument("recording", nargs="?", help="an audio file to upload (default: the first screen, the emotion demo)")
     ap.add_argument("--out", default=str(ROOT / "assets" / "screenshot.png"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -66,9 +77,8 @@ def main() -> None:
         with sync_playwright() as pw:
             browser, page = open_analyze_page(pw, f"http://127.0.0.1:{port}", height=1500)
             if args.recording:
-                page.locator("input[type=file]").first.set_input_files(args.recording)
-            else:
-                page.locator("label").filter(has_text="Demo dialogue").first.click(timeout=60_000)
+                upload(page, args.recording)
+            page.get_by_text("Analysed").first.wait_for(timeout=300_000)  # the emotion demo opens analysed
             page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
             time.sleep(3)
             page.screenshot(path=args.out, clip={"x": 0, "y": 0, "width": 1280, "height": 1500})

@@ -18,15 +18,22 @@ def page(make_app):
     return make_app()
 
 
-def test_analyze_is_the_default_page_and_waits_for_audio(page):
-    assert not page.exception
+def test_analyze_is_the_default_page_and_opens_on_the_analysed_emotion_demo(page):
+    assert not page.exception and not page.error
     assert page.title[0].value == "Analyze a recording"
     assert page.sidebar.selectbox[0].value == "default"  # app.py's shared sidebar
+    assert page.radio(key="analyze_source").value == "Emotion demo"
+    assert "in the bundled model's training data" in page.info[0].value and "Upload" in page.info[0].value
+    assert len(page.get("plotly_chart")) == 1  # drawn without a click
+    turns = page.dataframe(key="analyze_table").value
+    assert "intended" in turns.columns and set(turns["intended"]) <= {"neutral", "happy", "angry", "sad", "fearful",
+                                                                      "surprised", "disgust", ""}
+    page.radio(key="analyze_source").set_value("Upload").run()
     assert "Upload a recording" in page.info[0].value
 
 
 def test_demo_dialogue_gives_the_full_view(page):
-    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    page.radio(key="analyze_source").set_value("Dialogue demo").run()
     assert not page.exception and not page.error
     chart = page.get("plotly_chart")
     assert len(chart) == 1
@@ -55,6 +62,7 @@ def test_upload_of_speech(page):
     y = np.concatenate([speak("This is the first voice speaking for a while.", "en-us+m1", pitch=30),
                         np.zeros(12000, np.float32),
                         speak("And here another voice answers the question.", "en-gb+f3", pitch=70)])
+    page.radio(key="analyze_source").set_value("Upload").run()
     page.file_uploader(key="analyze_upload").upload("talk.flac", encode(y, 16000, "flac"), "audio/flac").run()
     assert not page.exception and not page.error
     assert len(page.dataframe(key="analyze_table").value) >= 2
@@ -92,15 +100,17 @@ BAD_UPLOADS = [
 
 @pytest.mark.parametrize("name,data,message", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
 def test_bad_upload_shows_an_error_and_the_page_stays_usable(page, name, data, message):
+    page.radio(key="analyze_source").set_value("Upload").run()
     page.file_uploader(key="analyze_upload").upload(name, data, "audio/wav").run()
     assert not page.exception
     assert any(message in e.value for e in page.error), [e.value for e in page.error]
-    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    page.radio(key="analyze_source").set_value("Dialogue demo").run()
     assert not page.exception and not page.error and len(page.get("plotly_chart")) == 1
 
 
 def test_noise_only_says_no_speech(page):
     rng = np.random.default_rng(0)
+    page.radio(key="analyze_source").set_value("Upload").run()
     page.file_uploader(key="analyze_upload").upload(
         "room.wav", encode((0.002 * rng.standard_normal(16000 * 4)).astype(np.float32), 16000, "wav"), "audio/wav").run()
     assert not page.exception and not page.error
@@ -136,7 +146,7 @@ def test_models_page_shows_the_card_and_figures(make_app, tiny_model_dir, tmp_pa
 
 
 def test_history_page_reopens_and_deletes(page):
-    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    page.radio(key="analyze_source").set_value("Dialogue demo").run()
     assert not page.exception
     page.switch_page("pages/history.py").run()
     assert not page.exception and page.title[0].value == "History"
@@ -173,7 +183,7 @@ def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_pat
 
     from ser.history import History
 
-    page.radio(key="analyze_source").set_value("Demo dialogue").run()
+    page.radio(key="analyze_source").set_value("Dialogue demo").run()
     page.switch_page("pages/history.py").run()
     assert not page.exception
     hist = History(os.environ["SER_HISTORY_DB"])

@@ -51,11 +51,11 @@ def app_url(history_db):
 
 def test_upload_draws_the_four_panels(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
-    from screenshot import open_analyze_page
+    from screenshot import open_analyze_page, upload
 
     with sync_playwright() as pw:
         browser, page = open_analyze_page(pw, app_url)
-        page.locator("input[type=file]").first.set_input_files(str(ROOT / "assets" / "demo_dialogue.wav"))
+        upload(page, ROOT / "assets" / "demo_dialogue.wav")
         plot = page.locator(".js-plotly-plot").first
         plot.wait_for(timeout=300_000)
         page.get_by_text("Analysed").first.wait_for(timeout=60_000)
@@ -173,7 +173,7 @@ def test_two_sessions_analysing_at_once_both_get_their_result(app_url, tmp_path)
     import urllib.request
 
     from playwright.sync_api import sync_playwright
-    from screenshot import open_analyze_page
+    from screenshot import open_analyze_page, upload
 
     from ser.audio import load_audio
     from ser.fuzz import encode
@@ -186,6 +186,10 @@ def test_two_sessions_analysing_at_once_both_get_their_result(app_url, tmp_path)
         files.append(path)
     with sync_playwright() as pw:
         (b1, p1), (b2, p2) = open_analyze_page(pw, app_url), open_analyze_page(pw, app_url)
+        for page in (p1, p2):
+            from screenshot import choose_upload
+
+            choose_upload(page)
         for page, path in ((p1, files[0]), (p2, files[1])):
             page.locator("input[type=file]").first.set_input_files(str(path))
         labels = []
@@ -244,7 +248,7 @@ def test_sign_in_and_per_user_history(tmp_path):
         return page.get_by_text("Stored:").first.inner_text()
 
     def analyse_demo(page):
-        page.locator("label").filter(has_text="Demo dialogue").first.click(timeout=60_000)
+        page.locator("label").filter(has_text="Dialogue demo").first.click(timeout=60_000)
         page.get_by_text("Analysed").first.wait_for(timeout=300_000)
 
     try:

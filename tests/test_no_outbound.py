@@ -109,7 +109,7 @@ def test_dashboard_and_a_full_analysis_contact_only_loopback(tmp_path):
         _wait_port(port, proc, out)
         with sync_playwright() as pw:
             browser, page = open_analyze_page(pw, f"http://127.0.0.1:{port}")
-            page.locator("label").filter(has_text="Demo dialogue").first.click(timeout=60_000)
+            page.locator("label").filter(has_text="Dialogue demo").first.click(timeout=60_000)
             page.get_by_text("Analysed").first.wait_for(timeout=300_000)
             page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
             browser.close()
