@@ -186,9 +186,26 @@ VIEW_KEY = json.dumps([analysis.provenance["audio"]["sha256"], analysis.provenan
                       sort_keys=True, default=str)
 
 
-@st.cache_data(max_entries=4, show_spinner="Drawing…")
-def build_figure(view_key: str, spec: SpectrogramSettings, overlay: str, _audio, _analysis):
-    return analysis_figure(_audio.y, _audio.sr, _analysis, spec=spec, overlay=overlay)
+@st.cache_data(max_entries=8, show_spinner="Drawing…")
+def build_figure(view_key: str, spec: SpectrogramSettings, overlay: str, t0: float, t1: float, _audio, _analysis):
+    return analysis_figure(_audio.y, _audio.sr, _analysis, spec=spec, overlay=overlay, t0=t0, t1=t1)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def range_downloads(view_key: str, stem: str, t0: float, t1: float, _audio, _analysis) -> dict:
+    """The selected range as a WAV clip and the analysis of that range (times from its start)."""
+    import io
+
+    import soundfile as sf
+
+    from ser.exports import export_bytes
+
+    buf = io.BytesIO()
+    sf.write(buf, _audio.y[int(t0 * _audio.sr): int(t1 * _audio.sr)], _audio.sr, format="WAV", subtype="PCM_16")
+    name = f"{stem}_{t0:.1f}-{t1:.1f}s"
+    out = {"wav": (f"{name}.wav", buf.getvalue())}
+    out.update(export_bytes(_analysis.crop(t0, t1), ["csv", "textgrid", "json"], stem=name))
+    return out
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -198,9 +215,41 @@ def downloads(view_key: str, stem: str, _analysis) -> dict:
     return export_bytes(_analysis, stem=stem)
 
 
-fig = build_figure(VIEW_KEY, spec, overlay, audio, analysis)
-event = st.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode="points",
+# The time range: the whole recording, or a stretch chosen by dragging a box on the chart (or with
+# the slider below it). The chart then redraws that stretch at full resolution; Play and the
+# range downloads use it too.
+duration = float(analysis.duration_s)
+RANGE_KEY = "analyze_range"
+if st.session_state.get("analyze_range_for") != VIEW_KEY or RANGE_KEY not in st.session_state:
+    st.session_state[RANGE_KEY] = (0.0, round(duration, 1))  # a new analysis shows all of it
+    st.session_state["analyze_range_for"] = VIEW_KEY
+    st.session_state.pop("analyze_box_used", None)
+try:  # the chart's last selection (a box dragged on it), from the previous run
+    boxes = list(st.session_state["analyze_chart"]["selection"]["box"])
+except (KeyError, TypeError):
+    boxes = []
+if boxes:
+    x0, x1 = sorted(float(v) for v in boxes[-1]["x"][:2])
+    mark = json.dumps([round(x0, 2), round(x1, 2)])
+    if st.session_state.get("analyze_box_used") != mark and x1 - x0 >= 0.1:
+        st.session_state["analyze_box_used"] = mark  # applied once; the slider may move it later
+        st.session_state[RANGE_KEY] = (round(max(0.0, x0), 1), round(min(duration, x1), 1))
+r0, r1 = st.session_state[RANGE_KEY]
+zoomed = r1 - r0 < duration - 0.05
+fig = build_figure(VIEW_KEY, spec, overlay, r0 if zoomed else 0.0, r1 if zoomed else duration, audio, analysis)
+event = st.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode=("points", "box"),
                         config={"displaylogo": False})
+c_range, c_reset = st.columns([5, 1])
+c_range.slider("Range (s): drag a box on the chart, or move these ends", 0.0, round(duration, 1), step=0.1,
+               key=RANGE_KEY, help="The chart redraws the range at full resolution; Play and the range "
+                                   "downloads below use it.")
+
+
+def reset_range() -> None:
+    st.session_state[RANGE_KEY] = (0.0, round(duration, 1))
+
+
+c_reset.button("Whole recording", on_click=reset_range, disabled=not zoomed, key="analyze_range_reset")
 
 # --- segments, playback ------------------------------------------------------------------
 st.subheader("Turns")
@@ -241,14 +290,21 @@ elif event and event.selection and event.selection.points:
 if chosen is not None:
     st.caption(f"Playing {chosen.speaker}, {chosen.start_s:.2f}–{chosen.end_s:.2f} s")
     st.audio(data, start_time=chosen.start_s, end_time=chosen.end_s)
+elif zoomed:
+    st.caption(f"Playing the selected range, {r0:.1f}–{r1:.1f} s")
+    st.audio(data, start_time=r0, end_time=r1)
 else:
     st.audio(data)
-    st.caption("Select a turn in the table (or a point on the chart) to play exactly that segment.")
+    st.caption("Click a turn on the chart (or select it in the table) to play exactly that turn; drag a box on the "
+               "chart to play and export a range.")
 
 # --- per speaker ---------------------------------------------------------------------------
 st.subheader("Speakers")
 speaker_rows = analysis.speaker_rows()
 if speaker_rows:
+    from ser.figures import speaker_mix_chart
+
+    st.altair_chart(speaker_mix_chart(analysis), key="analyze_speaker_mix")
     st.dataframe(pd.DataFrame(speaker_rows), hide_index=True, key="analyze_speakers")
 
 # --- exports -------------------------------------------------------------------------------
@@ -257,3 +313,9 @@ files = downloads(VIEW_KEY, Path(name).stem or "analysis", analysis)
 for col, (fmt, (file_name, payload)) in zip(st.columns(len(files)), files.items()):
     col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
                         mime=EXT[fmt], key=f"analyze_dl_{fmt}")
+if zoomed:
+    st.caption(f"The selected range, {r0:.1f}–{r1:.1f} s (times in these files start at 0 at the cut)")
+    part = range_downloads(VIEW_KEY, Path(name).stem or "analysis", r0, r1, audio, analysis)
+    for col, (fmt, (file_name, payload)) in zip(st.columns(len(part)), part.items()):
+        col.download_button(f"Range {fmt.upper() if fmt != 'textgrid' else 'TextGrid'}", payload, file_name=file_name,
+                            mime="audio/wav" if fmt == "wav" else EXT[fmt], key=f"analyze_range_dl_{fmt}")

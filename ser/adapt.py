@@ -67,7 +67,7 @@ class AdaptHead:
 
     ``prior_mean``/``prior_var``: the mean of the training groups' means and of their variances
     (clean clips); ``spread_ref``: the unadapted head's mean logit variance within a training
-    corpus; ``head``: a :class:`ser.multicorpus.Head` over ``(x - group mean) / sqrt(prior_var)``."""
+    group (corpus or speaker); ``head``: a :class:`ser.multicorpus.Head` over ``(x - group mean) / sqrt(prior_var)``."""
 
     prior_mean: np.ndarray
     prior_var: np.ndarray

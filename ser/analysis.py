@@ -7,7 +7,7 @@ recording. JSON schema: ``Analysis.to_dict()`` (``schema`` names its version).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 SCHEMA = "ser.analysis/1"
@@ -83,6 +83,26 @@ class Analysis:
                  "dominant emotion": v["dominant_emotion"] or "–",
                  **{k: round(p, 3) for k, p in v["mean_probabilities"].items()}}
                 for spk, v in self.speaker_summary().items()]
+
+    def crop(self, start_s: float, end_s: float) -> "Analysis":
+        """The part of this analysis in ``[start_s, end_s]``, with times relative to ``start_s`` (as
+        in a clip cut there): turns and windows overlapping the range, clipped to it. Turn-level
+        emotions keep the whole turn's probabilities; ``provenance["range_s"]`` records the cut."""
+        start_s, end_s = max(0.0, float(start_s)), min(float(self.duration_s), float(end_s))
+        if end_s <= start_s:
+            raise ValueError(f"empty range {start_s:.3f}-{end_s:.3f} s")
+
+        def cut(items):
+            out = []
+            for it in items:
+                if it.end_s > start_s and it.start_s < end_s:
+                    out.append(replace(it, start_s=round(max(it.start_s, start_s) - start_s, 3),
+                                       end_s=round(min(it.end_s, end_s) - start_s, 3)))
+            return out
+
+        prov = {**self.provenance, "range_s": [round(start_s, 3), round(end_s, 3)]}
+        return Analysis(name=self.name, duration_s=round(end_s - start_s, 3), labels=list(self.labels),
+                        turns=cut(self.turns), segments=cut(self.segments), windows=cut(self.windows), provenance=prov)
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "name": self.name, "duration_s": self.duration_s, "labels": list(self.labels),

@@ -1,10 +1,12 @@
 """The synchronised analysis view: waveform, mel spectrogram, speaker lanes, emotion overlay.
 
 One Plotly figure with four stacked panels sharing the time axis. Everything heavy is
-reduced on the server first, so the figure's size does not grow with the recording:
-the waveform is a min/max envelope over at most ``max_columns`` columns, the
-spectrogram is pooled to at most ``max_columns`` time columns, and the emotion overlay
-has one point per window edge.
+reduced on the server first, so the figure's size grows neither with the recording nor with
+its number of turns: the waveform is a min/max envelope over at most ``max_columns``
+columns, the spectrogram is pooled to at most 1200 time columns (int8 dB), each speaker's
+bands and lanes are one trace, the emotion overlay at most 600 points, and turn labels are
+drawn only where they fit. Arrays go to the browser as base64 (Plotly ≥ 6). A range
+``[t0, t1]`` redraws that stretch at full resolution.
 """
 
 from __future__ import annotations
@@ -114,67 +116,131 @@ def speaker_colours(speakers: list[str]) -> dict[str, str]:
     return {s: SPEAKER_COLOURS[i % len(SPEAKER_COLOURS)] for i, s in enumerate(speakers)}
 
 
+def _f32(x) -> np.ndarray:
+    """Numbers for the browser as float32 arrays: Plotly sends numpy arrays as compact base64."""
+    return np.asarray(x, dtype=np.float32)
+
+
+def merged_intervals(turns, speaker: str, min_gap: float) -> list[tuple[float, float]]:
+    """A speaker's turns as intervals, those closer than ``min_gap`` (a pixel of the view) joined:
+    what the overview can show of a long recording, whatever its number of turns."""
+    out: list[list[float]] = []
+    for t in sorted((t for t in turns if t.speaker == speaker), key=lambda t: t.start_s):
+        if out and t.start_s - out[-1][1] < min_gap:
+            out[-1][1] = max(out[-1][1], t.end_s)
+        else:
+            out.append([t.start_s, t.end_s])
+    return [(a, b) for a, b in out]
+
+
+def _bands(intervals, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """One filled outline for all of a speaker's intervals (rectangles joined by gaps)."""
+    xs, ys = [], []
+    for a, b in intervals:
+        xs += [a, a, b, b, np.nan]
+        ys += [lo, hi, hi, lo, np.nan]
+    return _f32(xs), _f32(ys)
+
+
+def decimate_windows(windows, labels: list[str], max_points: int = 600):
+    """(centres, P [n, C], speakers) of the emotion windows, averaged into at most ``max_points``
+    equal time bins when there are more (the overview of a long recording)."""
+    windows = sorted(windows, key=lambda w: (w.start_s, w.end_s))
+    centres = np.array([(w.start_s + w.end_s) / 2 for w in windows])
+    P = np.array([[w.probabilities[k] for k in labels] for w in windows]).reshape(len(windows), len(labels))
+    spk = [w.speaker for w in windows]
+    if len(windows) <= max_points:
+        return centres, P, spk
+    edges = np.linspace(centres[0], centres[-1] + 1e-6, max_points + 1)
+    b = np.digitize(centres, edges) - 1
+    keep = np.unique(b)
+    c2 = np.array([centres[b == k].mean() for k in keep])
+    P2 = np.array([P[b == k].mean(0) for k in keep])
+    s2 = [spk[int(np.argmax(b == k))] for k in keep]
+    return c2, P2, s2
+
+
 def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSettings = SpectrogramSettings(),
-                    max_columns: int = 2000, overlay: str = "area", height: int = 820):
-    """The four-panel view. ``overlay``: "area" (stacked probabilities) or "strip" (heat strip)."""
+                    max_columns: int = 2000, overlay: str = "area", height: int = 820,
+                    t0: float | None = None, t1: float | None = None, label_px: int = 70, width_px: int = 1100):
+    """The four-panel view of ``a`` over ``[t0, t1]`` (default: the whole recording).
+
+    The payload does not grow with the number of turns: the audio is reduced to at most
+    ``max_columns`` columns of the shown range, each speaker's bands are one trace, the emotion
+    curves at most 600 points (window averages), and turn labels are drawn only where they fit
+    (``label_px`` of a ``width_px``-wide plot) — zooming in (a narrower ``[t0, t1]``) shows every
+    window and label of that range at full resolution. ``overlay``: "area" or "strip"."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    lo_s = max(0.0, float(t0 or 0.0))
+    hi_s = min(float(a.duration_s), float(t1) if t1 is not None else float(a.duration_s))
+    if hi_s <= lo_s:
+        lo_s, hi_s = 0.0, float(a.duration_s)
+    y = y[int(lo_s * sr): int(np.ceil(hi_s * sr))]
+    turns = [t for t in a.turns if t.end_s > lo_s and t.start_s < hi_s]
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         specs=[[{}], [{"secondary_y": True}], [{}], [{}]],
                         row_heights=[0.2, 0.34, 0.16, 0.3],
                         subplot_titles=("Waveform", "Mel spectrogram", "Speakers", "Emotion"))
     speakers = a.speakers
     colours = speaker_colours(speakers)
-    # 1. waveform envelope with speaker bands
-    t, lo, hi = envelope(y, sr, max_columns)
-    fig.add_trace(go.Scatter(x=np.concatenate([t, t[::-1]]).round(3), y=np.concatenate([hi, lo[::-1]]).round(4),
+    pixel = (hi_s - lo_s) / width_px
+    lanes = {spk: merged_intervals(turns, spk, pixel) for spk in speakers}
+    # 1. waveform envelope with speaker bands (one trace per speaker)
+    t, lo, hi = envelope(y, sr, max_columns) if len(y) else (np.zeros(1), np.zeros(1), np.zeros(1))
+    peak = float(max(np.abs(lo).max(), np.abs(hi).max(), 1e-3))
+    for spk in speakers:
+        bx, by = _bands(lanes[spk], -peak, peak)
+        if len(bx):
+            fig.add_trace(go.Scatter(x=bx, y=by, fill="toself", mode="none", fillcolor=colours[spk], opacity=0.15,
+                                     hoverinfo="skip", name=f"{spk} band", showlegend=False), row=1, col=1)
+    fig.add_trace(go.Scatter(x=_f32(np.concatenate([t, t[::-1]]) + lo_s), y=_f32(np.concatenate([hi, lo[::-1]])),
                              fill="toself", mode="lines", line=dict(width=0.5, color="#37474f"),
                              fillcolor="rgba(55,71,79,0.6)", hoverinfo="skip", name="waveform", showlegend=False),
                   row=1, col=1)
-    shapes = [dict(type="rect", xref="x", yref="y domain", x0=turn.start_s, x1=turn.end_s, y0=0, y1=1,
-                   fillcolor=colours[turn.speaker], opacity=0.15, line_width=0, layer="below") for turn in a.turns]
-    # 2. mel spectrogram (+ pitch / intensity)
-    st, freqs, db = mel_db(y, sr, spec, max_columns=min(max_columns, 1200))
-    fig.add_trace(go.Heatmap(x=st.round(3), y=freqs.round(0), z=db.round(1), colorscale=spec.colormap,
-                             showscale=False, name="mel dB",
-                             hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z:.0f} dB<extra></extra>"), row=2, col=1)
-    if spec.pitch:
-        pt, f0 = pitch_track(y, sr)
-        fig.add_trace(go.Scatter(x=pt.round(3), y=np.round(f0, 1), mode="lines", line=dict(color="#ffffff", width=1.5),
-                                 name="F0 (Hz)", connectgaps=False,
-                                 hovertemplate="F0 %{y:.0f} Hz at %{x:.2f} s<extra></extra>"), row=2, col=1,
-                      secondary_y=True)
-        fig.update_yaxes(title_text="F0 (Hz)", range=[50, 500], showgrid=False, row=2, col=1, secondary_y=True)
-    if spec.intensity:
-        it, db_i = intensity_track(y, sr)
-        scaled = (db_i - np.nanmin(db_i)) / max(1e-9, np.nanmax(db_i) - np.nanmin(db_i)) * freqs.max()
-        fig.add_trace(go.Scatter(x=it.round(3), y=np.round(scaled, 1), mode="lines", customdata=np.round(db_i, 1),
-                                 line=dict(color="#ffeb3b", width=1), name="intensity",
-                                 hovertemplate="%{customdata:.0f} dB at %{x:.2f} s<extra></extra>"), row=2, col=1)
-    # 3. speaker lanes
+    # 2. mel spectrogram (+ pitch / intensity); dB re the loudest cell, as int8
+    if len(y) >= 512:
+        st_, freqs, db = mel_db(y, sr, spec, max_columns=min(max_columns, 1200))
+        rel = np.round(db - db.max()).clip(-127, 0).astype(np.int8)
+        fig.add_trace(go.Heatmap(x=_f32(st_ + lo_s), y=_f32(freqs.round(0)), z=rel, colorscale=spec.colormap,
+                                 showscale=False, name="mel dB",
+                                 hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z} dB re max<extra></extra>"), row=2, col=1)
+        if spec.pitch:
+            pt, f0 = pitch_track(y, sr)
+            fig.add_trace(go.Scatter(x=_f32(pt + lo_s), y=_f32(np.round(f0, 1)), mode="lines",
+                                     line=dict(color="#ffffff", width=1.5), name="F0 (Hz)", connectgaps=False,
+                                     hovertemplate="F0 %{y:.0f} Hz at %{x:.2f} s<extra></extra>"), row=2, col=1,
+                          secondary_y=True)
+            fig.update_yaxes(title_text="F0 (Hz)", range=[50, 500], showgrid=False, row=2, col=1, secondary_y=True)
+        if spec.intensity:
+            it, db_i = intensity_track(y, sr)
+            scaled = (db_i - np.nanmin(db_i)) / max(1e-9, np.nanmax(db_i) - np.nanmin(db_i)) * freqs.max()
+            fig.add_trace(go.Scatter(x=_f32(it + lo_s), y=_f32(scaled), mode="lines", customdata=_f32(db_i),
+                                     line=dict(color="#ffeb3b", width=1), name="intensity",
+                                     hovertemplate="%{customdata:.0f} dB at %{x:.2f} s<extra></extra>"), row=2, col=1)
+    # 3. speaker lanes: one bar trace per speaker (turns closer than a pixel drawn as one bar)
     for spk in speakers:
-        turns = [t_ for t_ in a.turns if t_.speaker == spk]
-        fig.add_trace(go.Bar(base=[t_.start_s for t_ in turns], x=[round(t_.duration_s, 3) for t_ in turns],
-                             y=[spk] * len(turns), orientation="h", marker_color=colours[spk], name=spk,
-                             customdata=[[t_.start_s, t_.end_s] for t_ in turns],
-                             hovertemplate=f"{spk}<br>%{{customdata[0]:.2f}}–%{{customdata[1]:.2f}} s<extra></extra>"),
+        mine = lanes[spk]
+        fig.add_trace(go.Bar(base=_f32([a_ for a_, _ in mine]), x=_f32([b_ - a_ for a_, b_ in mine]),
+                             y=[spk] * len(mine), orientation="h", marker_color=colours[spk], name=spk,
+                             hovertemplate=f"{spk}<br>%{{base:.2f}} s, %{{x:.2f}} s long<extra></extra>"),
                       row=3, col=1)
-    # 4. emotion overlay: window probabilities, dominant emotion per turn
-    windows = sorted(a.windows, key=lambda w: (w.start_s, w.end_s))
+    # 4. emotion overlay: window probabilities, dominant emotion per turn where its label fits
     labels = a.labels
+    windows = [w for w in a.windows if w.end_s > lo_s and w.start_s < hi_s]
     if windows:
-        centres = np.array([(w.start_s + w.end_s) / 2 for w in windows])
-        P = np.array([[w.probabilities[k] for k in labels] for w in windows])
-        hover = ["<br>".join([f"{w.speaker} {w.start_s:.2f}–{w.end_s:.2f} s"] +
-                             [f"{k}: {w.probabilities[k]:.0%}" for k in labels]) for w in windows]
+        centres, P, wspk = decimate_windows(windows, labels)
+        top = np.argsort(-P, axis=1)[:, :3]
+        hover = [f"{s_} {c:.1f} s<br>" + "<br>".join(f"{labels[k]}: {P[i, k]:.0%}" for k in top[i])
+                 for i, (c, s_) in enumerate(zip(centres, wspk))]
         if overlay == "strip":
-            fig.add_trace(go.Heatmap(x=centres.round(3), y=labels, z=P.T.round(3), colorscale="Blues", zmin=0, zmax=1,
+            fig.add_trace(go.Heatmap(x=_f32(centres), y=labels, z=_f32(P.T), colorscale="Blues", zmin=0, zmax=1,
                                      showscale=False, hovertemplate="%{y}: %{z:.0%} at %{x:.2f} s<extra></extra>"),
                           row=4, col=1)
         else:
             for j, k in enumerate(labels):
-                fig.add_trace(go.Scatter(x=centres.round(3), y=P[:, j].round(4), mode="lines", stackgroup="emo",
+                fig.add_trace(go.Scatter(x=_f32(centres), y=_f32(P[:, j]), mode="lines", stackgroup="emo",
                                          line=dict(width=0.5, color=EMOTION_COLOURS.get(k, "#999")), name=k,
                                          legendgroup="emotion", text=hover if j == 0 else None,
                                          hovertemplate=("%{text}<extra></extra>" if j == 0 else
@@ -182,16 +248,41 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
                               row=4, col=1)
     emo = fig.get_subplot(4, 1)
     ex, ey = emo.xaxis.plotly_name.replace("axis", ""), emo.yaxis.plotly_name.replace("axis", "")
-    notes = [dict(x=(seg.start_s + seg.end_s) / 2, y=1.02, xref=ex, yref=f"{ey} domain", showarrow=False,
-                  text=f"{seg.emotion}?" if seg.uncertain else seg.emotion,
-                  font=dict(size=10, color=colours.get(seg.speaker, "#333"))) for seg in a.segments]
-    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
+    min_len = (hi_s - lo_s) * label_px / width_px  # a label needs about label_px pixels
+    notes = [dict(x=(max(seg.start_s, lo_s) + min(seg.end_s, hi_s)) / 2, y=1.02, xref=ex, yref=f"{ey} domain",
+                  showarrow=False, text=f"{seg.emotion}?" if seg.uncertain else seg.emotion,
+                  font=dict(size=10, color=colours.get(seg.speaker, "#333")))
+             for seg in a.segments if seg.end_s > lo_s and seg.start_s < hi_s
+             and min(seg.end_s, hi_s) - max(seg.start_s, lo_s) >= min_len]
+    fig.update_layout(annotations=list(fig.layout.annotations) + notes[:200])
     fig.update_yaxes(title_text="Hz", row=2, col=1, secondary_y=False)
+    fig.update_yaxes(range=[-peak, peak], showticklabels=False, row=1, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=4, col=1)
-    fig.update_xaxes(title_text="time (s)", range=[0, a.duration_s], row=4, col=1)
+    fig.update_xaxes(range=[lo_s, hi_s])
+    fig.update_xaxes(title_text="time (s)", row=4, col=1)
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), barmode="overlay",
-                      hovermode="closest", legend=dict(orientation="h", y=-0.08), uirevision="analysis")
+                      hovermode="closest", legend=dict(orientation="h", y=-0.08),
+                      uirevision=f"analysis-{lo_s:.3f}-{hi_s:.3f}", dragmode="select")
     return fig
+
+
+def speaker_mix_chart(a: Analysis):
+    """Each speaker's emotion mix (talk-time-weighted mean probabilities) as stacked bars (Altair)."""
+    import altair as alt
+    import pandas as pd
+
+    rows = [{"speaker": spk, "emotion": k, "share": float(p), "talk time (s)": round(v["talk_time_s"], 1)}
+            for spk, v in a.speaker_summary().items() for k, p in v["mean_probabilities"].items()]
+    df = pd.DataFrame(rows, columns=["speaker", "emotion", "share", "talk time (s)"])
+    colours = alt.Scale(domain=list(a.labels), range=[EMOTION_COLOURS.get(k, "#90a4ae") for k in a.labels])
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("share:Q", stack="normalize", axis=alt.Axis(format="%"), title="emotion mix (talk-time weighted)"),
+        y=alt.Y("speaker:N", title=None),
+        color=alt.Color("emotion:N", scale=colours, sort=list(a.labels)),
+        order=alt.Order("emotion_order:Q"),
+        tooltip=["speaker", "emotion", alt.Tooltip("share:Q", format=".0%"), "talk time (s)"],
+    ).transform_calculate(emotion_order=f"indexof({list(a.labels)!r}, datum.emotion)").properties(
+        height=40 * max(1, len(a.speakers)) + 30)
 
 
 def figure_payload_bytes(fig) -> int:

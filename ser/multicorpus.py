@@ -222,7 +222,10 @@ def fit_adapt_head(X: np.ndarray, y: np.ndarray, corpora: Sequence[str], groups:
     corpora = np.asarray(corpora)
     Xn, prior_mean, prior_var = group_centre(X, groups)
     head = fit_head(Xn, y, corpora, n_classes, C=C)
-    ref = float(np.mean([logit_spread(none_head.logits(X[corpora == c, 0])) for c in np.unique(corpora)]))
+    # the spread of a mixed-emotion group of this kind (a corpus, or one speaker) in training
+    groups = np.asarray(groups)
+    ref = float(np.mean([logit_spread(none_head.logits(X[groups == g, 0])) for g in np.unique(groups)
+                         if (groups == g).sum() >= 5]))
     return AdaptHead(prior_mean, prior_var, head, ref)
 
 
@@ -382,8 +385,9 @@ LOCO_PROTOCOL = ("leave-one-corpus-out: train on all corpora but one (every clip
 ADAPT_PROTOCOL = ("adaptation on the held-out corpus, no labels used: 'batch' splits its clips at random into batches "
                   "of n (5 repetitions; 'all' = the whole corpus as one batch) and centres each batch on itself "
                   "(shrunk toward the training prior, guard on, as shipped); 'speaker' centres each speaker's clips; "
-                  "'stress': batches of 30 clips of one emotion each (5 per shared class), accuracy with and without "
-                  "adaptation and how often the guard fell back")
+                  "'stress': batches of 30 clips of one emotion each (5 per shared class; in speaker mode each "
+                  "speaker's clips in the batch are one group), accuracy with and without adaptation and how often "
+                  "the guard (or too few clips) left the whole batch unadapted")
 ADAPT_SIZES = (3, 10, 30, 100, None)
 
 
@@ -425,7 +429,8 @@ def _loco_adapted(utts, X, y, te, shared, head, ah, mode, settings, *, log=None,
         idx = np.where(yt == k)[0]
         for _ in range(reps):
             pick = rng.choice(idx, min(30, len(idx)), replace=False)
-            g = np.zeros(len(pick))
+            # the batch is one group; in speaker mode each speaker's clips of this emotion are one
+            g = np.array([utts[te[i]].speaker for i in pick], dtype=object) if mode == "speaker" else np.zeros(len(pick))
             zg, adapted, _ = adapt_logits(X0[pick], g, z0[pick], ah, s)
             zu = adapt_logits(X0[pick], g, z0[pick], ah, s, guard=False)[0]
             acc0.append(float((restricted_argmax(z0[pick], shared) == k).mean()))

@@ -198,3 +198,76 @@ def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_pat
     page.button(key="history_delete_all").click().run()
     assert not page.exception
     assert hist.list() == [] and any("Nothing saved yet" in i.value for i in page.info)
+
+
+def test_a_range_redraws_at_full_resolution_plays_and_exports_just_that_range(page):
+    """The range slider (what a box dragged on the chart sets): the chart shows that stretch, the
+    player plays it, and the range downloads hold a WAV of exactly it and the turns inside it."""
+    import io
+
+    import soundfile as sf
+
+    page.radio(key="analyze_source").set_value("Dialogue demo").run()
+    full = json.loads(page.get("plotly_chart")[0].proto.spec)
+    assert not any(b.label.startswith("Range") for b in page.get("download_button"))
+    page.slider(key="analyze_range").set_value((5.0, 12.0)).run()
+    assert not page.exception and not page.error
+    fig = json.loads(page.get("plotly_chart")[0].proto.spec)
+    assert fig["layout"]["xaxis"]["range"] == [5.0, 12.0] and full["layout"]["xaxis"]["range"][0] == 0.0
+    assert any("Playing the selected range, 5.0–12.0 s" in c.value for c in page.caption)
+    audio = page.get("audio")[0].proto
+    assert audio.start_time == 5 and audio.end_time == 12
+    labels = [b.label for b in page.get("download_button")]
+    assert {"Range WAV", "Range CSV", "Range TextGrid", "Range JSON"} <= set(labels)
+    page.button(key="analyze_range_reset").click().run()
+    assert tuple(page.slider(key="analyze_range").value)[0] == 0.0
+
+
+def test_range_crop_and_clip_match(tmp_path):
+    from ser.analysis import Analysis, EmotionSegment, SpeakerTurn
+
+    probs = {"a": 0.7, "b": 0.3}
+    a = Analysis(name="x", duration_s=10.0, labels=["a", "b"],
+                 turns=[SpeakerTurn(0.5, 3.0, "S0"), SpeakerTurn(3.5, 6.0, "S1"), SpeakerTurn(7.0, 9.0, "S0")],
+                 segments=[EmotionSegment(0.5, 3.0, "S0", "a", probs), EmotionSegment(3.5, 6.0, "S1", "a", probs)])
+    c = a.crop(2.0, 5.0)
+    assert c.duration_s == 3.0 and c.provenance["range_s"] == [2.0, 5.0]
+    assert [(t.start_s, t.end_s, t.speaker) for t in c.turns] == [(0.0, 1.0, "S0"), (1.5, 3.0, "S1")]
+    assert len(c.segments) == 2
+    with pytest.raises(ValueError):
+        a.crop(5.0, 5.0)
+
+
+def test_view_payload_does_not_grow_with_the_number_of_turns():
+    """Many short turns (a long meeting): one trace per speaker, labels only where they fit, at most
+    600 emotion points; a range shows every window of it."""
+    from ser.analysis import Analysis, EmotionSegment, SpeakerTurn
+    from ser.figures import analysis_figure, figure_payload_bytes
+
+    labels = ["neutral", "happy", "sad"]
+    rng = np.random.default_rng(0)
+
+    def fake(n_turns: int, dur: float) -> Analysis:
+        edges = np.sort(rng.uniform(0, dur, 2 * n_turns)).reshape(-1, 2)
+        turns = [SpeakerTurn(float(a_), float(b_), f"S{i % 3}") for i, (a_, b_) in enumerate(edges)]
+        segs = [EmotionSegment(t.start_s, t.end_s, t.speaker, "happy", dict(zip(labels, rng.dirichlet([1, 1, 1]))))
+                for t in turns]
+        wins = [EmotionSegment(t.start_s, t.end_s, t.speaker, "happy", s.probabilities, kind="window")
+                for t, s in zip(turns, segs)]
+        return Analysis("m", dur, labels, turns, segs, wins)
+
+    y = (0.01 * rng.standard_normal(16_000 * 600)).astype(np.float32)
+    few, many = fake(50, 600.0), fake(3000, 600.0)
+    f_few = analysis_figure(y, 16_000, few)
+    f_many = analysis_figure(y, 16_000, many)
+    assert figure_payload_bytes(f_many) < 1.3 * figure_payload_bytes(f_few) + 150_000
+    bars = [t for t in f_many.data if t.type == "bar"]
+    assert len(bars) == 3  # one per speaker
+    emo = [t for t in f_many.data if t.type == "scatter" and t.stackgroup == "emo"]
+    assert all(len(t.x) <= 600 for t in emo)
+    notes = [a_ for a_ in f_many.layout.annotations if a_.text in ("happy", "happy?")]
+    assert len(notes) <= 200
+    zoom = analysis_figure(y, 16_000, many, t0=100.0, t1=110.0)
+    inside = [w for w in many.windows if w.end_s > 100.0 and w.start_s < 110.0]
+    assert len([t for t in zoom.data if t.type == "scatter" and t.stackgroup == "emo"][0].x) == len(inside)
+    assert list(zoom.layout.xaxis.range) == [100.0, 110.0]

@@ -292,3 +292,42 @@ def test_sign_in_and_per_user_history(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_first_screen_is_the_analysed_demo_and_every_page_opens_by_url(app_url):
+    """A fresh session on / shows the four panels of the analysed emotion demo without a click
+    (once the demo is cached); /live, /models, /datasets and /history opened directly, and
+    reloaded, show the app's navigation and its sidebar (model, device)."""
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS
+
+    pages = ["Analyze a recording", "Live", "Models", "Datasets", "History"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        first = browser.new_page(viewport={"width": 1280, "height": 1400})
+        first.goto(app_url)
+        first.locator(".js-plotly-plot").first.wait_for(timeout=300_000)  # computed (or warmed) once
+        fresh = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
+        fresh.goto(app_url, wait_until="load")
+        t0 = time.perf_counter()
+        plot = fresh.locator(".js-plotly-plot").first
+        plot.wait_for(timeout=60_000)
+        for title in ("Waveform", "Mel spectrogram", "Speakers", "Emotion"):
+            plot.locator("text.annotation-text", has_text=title).first.wait_for(timeout=30_000)
+        elapsed = time.perf_counter() - t0
+        assert elapsed <= 5.0, f"the cached first screen took {elapsed:.1f} s to draw"
+        assert fresh.get_by_text("in the bundled model's training data").count() >= 1
+        for path in ("/live", "/models", "/datasets", "/history"):
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            for attempt in ("open", "reload"):
+                if attempt == "open":
+                    page.goto(app_url + path, wait_until="networkidle")
+                else:
+                    page.reload(wait_until="networkidle")
+                nav = page.locator('[data-testid="stSidebarNav"]')
+                nav.wait_for(timeout=60_000)
+                page.get_by_text("Emotion model").first.wait_for(timeout=60_000)
+                text = nav.inner_text()
+                assert all(p in text for p in pages), (path, attempt, text)
+                assert page.locator('[data-testid="stSidebarNavLink"][aria-current="page"]').count() <= 1
+        browser.close()
