@@ -205,3 +205,27 @@ def test_api_analyze_takes_an_adapt_field(adapt_model_dir):
     assert r.status_code == 400 and "adapt" in r.json()["error"]["message"]
     r = c.post("/v1/analyze", files={"file": ("demo.wav", data, "audio/wav")}, data={"adapt": "recording"})
     assert r.status_code == 200 and r.json()["provenance"]["adaptation"]["mode"] == "recording"
+
+
+def test_the_shipped_model_adapts_and_its_card_reports_the_curve():
+    import json as _json
+
+    card = _json.loads((ROOT / "models" / "default" / "card.json").read_text())
+    lo = card["adaptation"]["batch"]["leave_one_corpus_out"]
+    assert set(lo["per_corpus"]) == {"ravdess", "ased", "emodb"}
+    assert {"uar_none", "uar_3", "uar_10", "uar_30", "uar_100", "uar_all"} <= set(lo["mean"])
+    assert lo["mean"]["uar_30"] > lo["mean"]["uar_none"]  # what it is shipped for
+    assert lo["mean"]["stress"]["accuracy_adapted"] >= lo["mean"]["stress"]["accuracy_none"] - 0.10
+    assert card["adaptation"]["speaker"]["temperature"] > 0
+
+
+def test_shipped_model_batch_mode_on_real_clips(tmp_path, capsys):
+    from conftest import RAVDESS, needs_ravdess  # noqa: F401
+
+    if not RAVDESS.is_dir():
+        pytest.skip(f"needs the RAVDESS copy at {RAVDESS}")
+    files = sorted(str(p) for p in (RAVDESS / "Actor_01").glob("*.flac"))[:12]
+    rows = _predict(["--device", "cpu", "--adapt", "batch", *files], capsys)
+    assert len(rows) == 12 and all(r["adaptation"]["mode"] == "batch" and r["adaptation"]["clips"] == 12 for r in rows)
+    assert {r["adaptation"]["used"] for r in rows} <= {"adapted", "none"}
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
