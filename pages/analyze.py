@@ -28,6 +28,16 @@ def decode(digest: str, name: str, _data: bytes):
 
 
 @st.cache_resource(show_spinner=False)
+def empty_frame():
+    """The four panels' titles and axes, no data: a placeholder of a few hundred bytes."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=[0.2, 0.34, 0.16, 0.3],
+                        subplot_titles=("Waveform", "Mel spectrogram", "Speakers", "Emotion"))
+    return fig.update_layout(height=820, margin=dict(l=60, r=20, t=40, b=40))
+
+
+@st.cache_resource(show_spinner=False)
 def get_pyannote(source: str, token: str, device: str):
     from ser.diarization import PyannoteDiarizer
 
@@ -121,13 +131,18 @@ if data is None:
 
 # --- analysis ------------------------------------------------------------------------
 digest = hashlib.sha256(data).hexdigest()
+status = st.status("Analysing…", expanded=False)
+# The chart's place, drawn at once as an empty frame: the browser loads the plotting library
+# while the model loads and the analysis runs, and the view replaces the frame when it is ready.
+chart_slot = st.empty()
+chart_slot.plotly_chart(empty_frame(), config={"displaylogo": False, "staticPlot": True})
 try:
     model = chosen_model()
     if backend == "pyannote":
         diarizer = get_pyannote(pa_source, pa_token, st.session_state.get("device", "auto"))
     else:
         diarizer = "builtin"
-    with st.status("Analysing…", expanded=False) as status:
+    with status:
         bar = st.progress(0.0)
 
         def progress(stage: str, frac: float) -> None:
@@ -146,6 +161,8 @@ try:
                             f"(diarization {t['diarization_s']:.1f} s, emotion {t['emotion_s']:.1f} s)",
                       state="complete")
 except SERError as exc:
+    chart_slot.empty()
+    status.update(label="Not analysed", state="error")
     st.error(str(exc))
     st.stop()
 
@@ -237,8 +254,8 @@ if boxes:
 r0, r1 = st.session_state[RANGE_KEY]
 zoomed = r1 - r0 < duration - 0.05
 fig = build_figure(VIEW_KEY, spec, overlay, r0 if zoomed else 0.0, r1 if zoomed else duration, audio, analysis)
-event = st.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode=("points", "box"),
-                        config={"displaylogo": False})
+event = chart_slot.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode=("points", "box"),
+                                config={"displaylogo": False})
 c_range, c_reset = st.columns([5, 1])
 c_range.slider("Range (s): drag a box on the chart, or move these ends", 0.0, round(duration, 1), step=0.1,
                key=RANGE_KEY, help="The chart redraws the range at full resolution; Play and the range "
@@ -304,7 +321,7 @@ speaker_rows = analysis.speaker_rows()
 if speaker_rows:
     from ser.figures import speaker_mix_chart
 
-    st.altair_chart(speaker_mix_chart(analysis), key="analyze_speaker_mix")
+    st.plotly_chart(speaker_mix_chart(analysis), key="analyze_speaker_mix", config={"displaylogo": False})
     st.dataframe(pd.DataFrame(speaker_rows), hide_index=True, key="analyze_speakers")
 
 # --- exports -------------------------------------------------------------------------------

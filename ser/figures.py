@@ -3,7 +3,7 @@
 One Plotly figure with four stacked panels sharing the time axis. Everything heavy is
 reduced on the server first, so the figure's size grows neither with the recording nor with
 its number of turns: the waveform is a min/max envelope over at most ``max_columns``
-columns, the spectrogram is pooled to at most 1200 time columns (int8 dB), each speaker's
+columns, the spectrogram is pooled to at most 1200 time columns and sent as a PNG, each speaker's
 bands and lanes are one trace, the emotion overlay at most 600 points, and turn labels are
 drawn only where they fit. Arrays go to the browser as base64 (Plotly ≥ 6). A range
 ``[t0, t1]`` redraws that stretch at full resolution.
@@ -116,6 +116,24 @@ def speaker_colours(speakers: list[str]) -> dict[str, str]:
     return {s: SPEAKER_COLOURS[i % len(SPEAKER_COLOURS)] for i, s in enumerate(speakers)}
 
 
+def spectrogram_png(db: np.ndarray, spec: SpectrogramSettings) -> str:
+    """A dB matrix [n_mels, T] as a PNG data URI in ``spec.colormap`` (low frequencies at the bottom)."""
+    import base64
+    import io
+
+    from PIL import Image
+    from plotly.colors import get_colorscale, sample_colorscale
+
+    lut = np.array([[int(round(float(v))) for v in c[c.index("(") + 1:-1].split(",")[:3]]
+                    for c in sample_colorscale(get_colorscale(spec.colormap), list(np.linspace(0, 1, 256)),
+                                               colortype="rgb")], dtype=np.uint8)
+    lo = db.max() - spec.dynamic_range_db if db.size else 0.0
+    idx = np.clip((db - lo) / max(spec.dynamic_range_db, 1e-9) * 255, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(lut[idx[::-1]], "RGB").save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def _f32(x) -> np.ndarray:
     """Numbers for the browser as float32 arrays: Plotly sends numpy arrays as compact base64."""
     return np.asarray(x, dtype=np.float32)
@@ -199,23 +217,30 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
                              fill="toself", mode="lines", line=dict(width=0.5, color="#37474f"),
                              fillcolor="rgba(55,71,79,0.6)", hoverinfo="skip", name="waveform", showlegend=False),
                   row=1, col=1)
-    # 2. mel spectrogram (+ pitch / intensity); dB re the loudest cell, as int8
+    # 2. mel spectrogram as one PNG image (drawn by the browser at no cost, unlike a heatmap of
+    #    ~100k cells), y in mel bands labelled in Hz; pitch / intensity over it
     if len(y) >= 512:
         st_, freqs, db = mel_db(y, sr, spec, max_columns=min(max_columns, 1200))
-        rel = np.round(db - db.max()).clip(-127, 0).astype(np.int8)
-        fig.add_trace(go.Heatmap(x=_f32(st_ + lo_s), y=_f32(freqs.round(0)), z=rel, colorscale=spec.colormap,
-                                 showscale=False, name="mel dB",
-                                 hovertemplate="%{x:.2f} s, %{y:.0f} Hz: %{z} dB re max<extra></extra>"), row=2, col=1)
+        dt = float(st_[1] - st_[0]) if len(st_) > 1 else (hi_s - lo_s)
+        fig.add_layout_image(dict(source=spectrogram_png(db, spec), xref="x2", yref="y2", x=lo_s + float(st_[0]) - dt / 2,
+                                  y=len(freqs) - 0.5, sizex=dt * len(st_), sizey=len(freqs), sizing="stretch",
+                                  layer="below", xanchor="left", yanchor="top"))
+        ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000) if freqs[0] <= f <= freqs[-1]]
+        fig.update_yaxes(range=[-0.5, len(freqs) - 0.5], tickvals=[float(np.interp(f, freqs, np.arange(len(freqs))))
+                                                                    for f in ticks],
+                         ticktext=[f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks], showgrid=False,
+                         row=2, col=1, secondary_y=False)
         if spec.pitch:
             pt, f0 = pitch_track(y, sr)
             fig.add_trace(go.Scatter(x=_f32(pt + lo_s), y=_f32(np.round(f0, 1)), mode="lines",
                                      line=dict(color="#ffffff", width=1.5), name="F0 (Hz)", connectgaps=False,
                                      hovertemplate="F0 %{y:.0f} Hz at %{x:.2f} s<extra></extra>"), row=2, col=1,
                           secondary_y=True)
-            fig.update_yaxes(title_text="F0 (Hz)", range=[50, 500], showgrid=False, row=2, col=1, secondary_y=True)
+            fig.update_yaxes(title_text="F0 (Hz)", range=[50, 500], tickmode="array", tickvals=[100, 200, 300, 400],
+                             showgrid=False, row=2, col=1, secondary_y=True)
         if spec.intensity:
             it, db_i = intensity_track(y, sr)
-            scaled = (db_i - np.nanmin(db_i)) / max(1e-9, np.nanmax(db_i) - np.nanmin(db_i)) * freqs.max()
+            scaled = (db_i - np.nanmin(db_i)) / max(1e-9, np.nanmax(db_i) - np.nanmin(db_i)) * (len(freqs) - 1)
             fig.add_trace(go.Scatter(x=_f32(it + lo_s), y=_f32(scaled), mode="lines", customdata=_f32(db_i),
                                      line=dict(color="#ffeb3b", width=1), name="intensity",
                                      hovertemplate="%{customdata:.0f} dB at %{x:.2f} s<extra></extra>"), row=2, col=1)
@@ -267,22 +292,21 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
 
 
 def speaker_mix_chart(a: Analysis):
-    """Each speaker's emotion mix (talk-time-weighted mean probabilities) as stacked bars (Altair)."""
-    import altair as alt
-    import pandas as pd
+    """Each speaker's emotion mix (talk-time-weighted mean probabilities) as stacked horizontal
+    bars (Plotly, like the main view: no second charting library for the page to load)."""
+    import plotly.graph_objects as go
 
-    rows = [{"speaker": spk, "emotion": k, "share": float(p), "talk time (s)": round(v["talk_time_s"], 1)}
-            for spk, v in a.speaker_summary().items() for k, p in v["mean_probabilities"].items()]
-    df = pd.DataFrame(rows, columns=["speaker", "emotion", "share", "talk time (s)"])
-    colours = alt.Scale(domain=list(a.labels), range=[EMOTION_COLOURS.get(k, "#90a4ae") for k in a.labels])
-    return alt.Chart(df).mark_bar().encode(
-        x=alt.X("share:Q", stack="normalize", axis=alt.Axis(format="%"), title="emotion mix (talk-time weighted)"),
-        y=alt.Y("speaker:N", title=None),
-        color=alt.Color("emotion:N", scale=colours, sort=list(a.labels)),
-        order=alt.Order("emotion_order:Q"),
-        tooltip=["speaker", "emotion", alt.Tooltip("share:Q", format=".0%"), "talk time (s)"],
-    ).transform_calculate(emotion_order=f"indexof({list(a.labels)!r}, datum.emotion)").properties(
-        height=40 * max(1, len(a.speakers)) + 30)
+    summary = a.speaker_summary()
+    speakers = list(summary)
+    fig = go.Figure()
+    for k in a.labels:
+        fig.add_trace(go.Bar(y=speakers, x=[summary[s]["mean_probabilities"][k] for s in speakers], orientation="h",
+                             name=k, marker_color=EMOTION_COLOURS.get(k, "#90a4ae"),
+                             customdata=[round(summary[s]["talk_time_s"], 1) for s in speakers],
+                             hovertemplate=f"%{{y}}: {k} %{{x:.0%}} of %{{customdata}} s<extra></extra>"))
+    return fig.update_layout(barmode="stack", height=60 + 45 * max(1, len(speakers)), xaxis=dict(tickformat=".0%",
+                             range=[0, 1], title="emotion mix (talk-time weighted)"),
+                             margin=dict(l=60, r=20, t=10, b=40), legend=dict(orientation="h", y=-0.5))
 
 
 def figure_payload_bytes(fig) -> int:

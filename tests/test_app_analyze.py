@@ -24,7 +24,7 @@ def test_analyze_is_the_default_page_and_opens_on_the_analysed_emotion_demo(page
     assert page.sidebar.selectbox[0].value == "default"  # app.py's shared sidebar
     assert page.radio(key="analyze_source").value == "Emotion demo"
     assert "in the bundled model's training data" in page.info[0].value and "Upload" in page.info[0].value
-    assert len(page.get("plotly_chart")) == 1  # drawn without a click
+    assert len(page.get("plotly_chart")) == 2  # the view and the speakers' emotion mix  # drawn without a click
     turns = page.dataframe(key="analyze_table").value
     assert "intended" in turns.columns and set(turns["intended"]) <= {"neutral", "happy", "angry", "sad", "fearful",
                                                                       "surprised", "disgust", ""}
@@ -36,11 +36,13 @@ def test_demo_dialogue_gives_the_full_view(page):
     page.radio(key="analyze_source").set_value("Dialogue demo").run()
     assert not page.exception and not page.error
     chart = page.get("plotly_chart")
-    assert len(chart) == 1
+    assert len(chart) == 2  # the view and the speakers' emotion mix
     import json
     fig = json.loads(chart[0].proto.spec)
     kinds = [t["type"] for t in fig["data"]]
-    assert "heatmap" in kinds and "bar" in kinds and kinds.count("scatter") >= 3  # waveform, F0, emotion areas
+    assert "bar" in kinds and kinds.count("scatter") >= 3  # waveform, F0, emotion areas
+    images = fig["layout"]["images"]  # the mel spectrogram, one PNG
+    assert len(images) == 1 and images[0]["source"].startswith("data:image/png;base64,")
     titles = [a["text"] for a in fig["layout"]["annotations"]][:4]
     assert titles == ["Waveform", "Mel spectrogram", "Speakers", "Emotion"]
     speakers = {t["name"] for t in fig["data"] if t["type"] == "bar"}
@@ -105,7 +107,7 @@ def test_bad_upload_shows_an_error_and_the_page_stays_usable(page, name, data, m
     assert not page.exception
     assert any(message in e.value for e in page.error), [e.value for e in page.error]
     page.radio(key="analyze_source").set_value("Dialogue demo").run()
-    assert not page.exception and not page.error and len(page.get("plotly_chart")) == 1
+    assert not page.exception and not page.error and len(page.get("plotly_chart")) == 2  # the view and the speakers' emotion mix
 
 
 def test_noise_only_says_no_speech(page):
