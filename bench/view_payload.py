@@ -46,9 +46,14 @@ def main() -> None:
         t0 = time.perf_counter()
         payload = fig.to_json().encode()
         t_json = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        zoom = analysis_figure(audio.y, audio.sr, a, spec=SpectrogramSettings(pitch=True, intensity=True),
+                               t0=a.duration_s / 2, t1=a.duration_s / 2 + 30.0)
+        t_zoom = time.perf_counter() - t0
         row = {"minutes": minutes, "analysis_s": round(t_an, 2), "figure_s": round(t_fig, 2),
                "json_s": round(t_json, 3), "payload_mb": round(len(payload) / 1e6, 3), "turns": len(a.turns),
-               "windows": len(a.windows)}
+               "windows": len(a.windows), "zoom_30s_figure_s": round(t_zoom, 2),
+               "zoom_30s_payload_mb": round(len(zoom.to_json().encode()) / 1e6, 3)}
         rows.append(row)
         print(row, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

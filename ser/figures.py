@@ -59,6 +59,11 @@ def mel_db(y: np.ndarray, sr: int, s: SpectrogramSettings, max_columns: int = 12
     n_frames = 1 + len(y) // hop
     cols = min(max_columns, n_frames)
     pool = -(-n_frames // cols)
+    # An overview whose columns each span many 10-ms frames samples every ``stride``-th frame (at
+    # least 16 per column, each a full 25-ms window): 60 minutes cost 0.4 s instead of 5 s. A
+    # zoomed range has few frames per column and keeps them all.
+    stride = max(1, pool // 16)
+    hop, n_frames, pool = hop * stride, 1 + len(y) // (hop * stride), -(-pool // stride)
     fmax = min(s.fmax, sr / 2)
     fb = torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=512, n_mels=s.n_mels, fmax=fmax))
     window = torch.hann_window(400)

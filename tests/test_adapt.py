@@ -229,3 +229,15 @@ def test_shipped_model_batch_mode_on_real_clips(tmp_path, capsys):
     assert len(rows) == 12 and all(r["adaptation"]["mode"] == "batch" and r["adaptation"]["clips"] == 12 for r in rows)
     assert {r["adaptation"]["used"] for r in rows} <= {"adapted", "none"}
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
+
+
+def test_ser_analyze_adapt_speaker_writes_the_mode_and_the_diarized_groups(adapt_model_dir, tmp_path):
+    from ser.cli import main
+
+    out = tmp_path / "out"
+    assert main(["analyze", str(DEMO), "--model", str(adapt_model_dir), "--adapt", "speaker", "--out", str(out),
+                 "--quiet", "--format", "json"]) == 0
+    d = json.loads((out / "demo_dialogue.json").read_text())
+    ad = d["provenance"]["adaptation"]
+    assert ad["mode"] == "speaker" and set(ad["per_group"]) == {t["speaker"] for t in d["turns"]}
+    assert d["provenance"]["batch_options"]["adapt"] == "speaker"
