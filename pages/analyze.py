@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -145,8 +146,17 @@ try:
     with status:
         bar = st.progress(0.0)
 
+        shown = {"stage": None, "t": 0.0}
+
         def progress(stage: str, frac: float) -> None:
-            status.update(label=f"Analysing: {stage}…")
+            """At most ~4 updates a second (an hour has thousands of turns: one message each would
+            keep the browser and the server busy redrawing the bar)."""
+            now = time.monotonic()
+            if stage == shown["stage"] and now - shown["t"] < 0.25 and frac < 1.0:
+                return
+            if stage != shown["stage"]:
+                status.update(label=f"Analysing: {stage}…")
+            shown.update(stage=stage, t=now)
             bar.progress(min(1.0, max(0.0, frac)), text=stage)
 
         audio = decode(digest, name, data)
