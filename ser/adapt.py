@@ -180,6 +180,13 @@ def adapt_probabilities(model, X: np.ndarray, groups: Sequence[str], mode: str) 
     return p, adapted, reports
 
 
+def adapted_margin(model, mode: str) -> float | None:
+    """The uncertain margin of the head ``mode`` uses (None for "none": the card's own)."""
+    if mode == "none":
+        return None
+    return model.card.adaptation.get(HEAD_OF[mode], {}).get("uncertain_margin")
+
+
 def summary(mode: str, adapted: np.ndarray, reports: dict, group_kind: str) -> dict:
     """What goes into a result's ``"adaptation"`` field."""
     if mode == "none":
@@ -189,4 +196,4 @@ def summary(mode: str, adapted: np.ndarray, reports: dict, group_kind: str) -> d
 
 
 __all__ = ["ANALYZE_MODES", "AdaptHead", "AdaptSettings", "PREDICT_MODES", "adapt_group", "adapt_logits",
-           "adapt_probabilities", "check_mode", "group_centre", "logit_spread", "model_adapt_head", "summary"]
+           "adapt_probabilities", "adapted_margin", "check_mode", "group_centre", "logit_spread", "model_adapt_head", "summary"]

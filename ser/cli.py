@@ -86,7 +86,7 @@ def _predict_adapted(model, files: list[str], args: argparse.Namespace) -> int:
     (the whole run, or each speaker) centred on its own statistics (ser.adapt)."""
     import numpy as np
 
-    from .adapt import adapt_probabilities, model_adapt_head
+    from .adapt import adapt_probabilities, adapted_margin, model_adapt_head
     from .audio import AudioLimits, load_audio
 
     model_adapt_head(model, args.adapt)  # fail before decoding anything when the model has no such head
@@ -105,9 +105,9 @@ def _predict_adapted(model, files: list[str], args: argparse.Namespace) -> int:
     if rows:
         groups = [speakers[files[i]] if args.adapt == "speaker" else "batch" for i in rows]
         p, adapted, reports = adapt_probabilities(model, np.stack(feats), groups, args.adapt)
-        settings = model.card.adaptation.get("speaker" if args.adapt == "speaker" else "batch", {})
+        head_margin = adapted_margin(model, args.adapt)
         for k, i in enumerate(rows):
-            margin = settings.get("uncertain_margin") if adapted[k] else None
+            margin = head_margin if adapted[k] else None
             rep = reports[str(groups[k])]
             results[i] = {"file": files[i], **model.result(p[k], margin=margin), "model": model.id,
                           "adaptation": {"mode": args.adapt, "group": str(groups[k]),

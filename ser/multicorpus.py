@@ -512,9 +512,9 @@ def run_training(sources: Sequence[Source], out: str | Path, cfg, *, cv: bool = 
         lo = leave_one_corpus_out(utts, X, y, labels, C=cfg.head_c, adapt=adapt, adapt_settings=adaptation, log=log)
         (out / "loco_metrics.json").write_text(json.dumps(lo, indent=2) + "\n")
         metrics["leave_one_corpus_out"] = {k: v for k, v in lo.items() if k not in ("adapt_mean", "adapt_protocol")}
+        metrics["leave_one_corpus_out"]["per_corpus"] = {  # the adapted figures go to card.adaptation
+            c: {k: v for k, v in d.items() if not k.startswith("adapt_")} for c, d in lo["per_corpus"].items()}
         for m in adapt:
-            metrics["leave_one_corpus_out"]["per_corpus"] = {
-                c: {k: v for k, v in d.items() if not k.startswith("adapt_")} for c, d in lo["per_corpus"].items()}
             adaptation[m]["leave_one_corpus_out"] = {"protocol": lo["adapt_protocol"], "mean": lo["adapt_mean"][m],
                                                      "per_corpus": {c: d[f"adapt_{m}"] for c, d in lo["per_corpus"].items()}}
             log(f"LOCO adapt={m}: mean " + ", ".join(f"{k} {v:.3f}" for k, v in lo["adapt_mean"][m].items()

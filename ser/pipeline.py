@@ -191,7 +191,9 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                                                                      adapt), score)
     timings["emotion_s"] = time.perf_counter() - t0
 
-    margins = {False: None, True: em.card.adaptation.get("batch" if adapt == "recording" else adapt, {}).get("uncertain_margin")}
+    from .adapt import adapted_margin, summary
+
+    margins = {False: None, True: adapted_margin(em, adapt)}
     segments, window_segs, unscored = [], [], []
     by_turn: dict[int, list[int]] = {}
     for j, w in enumerate(windows):
@@ -209,8 +211,6 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             window_segs.append(_segment(em, round(w.start / sr, 3), round(w.end / sr, 3), t.speaker, probs[j],
                                         "window", margins[bool(adapted[j])]))
     progress("done", 1.0)
-    from .adapt import summary
-
     provenance = {
         "ser_version": __version__,
         "model": {"id": em.id, "name": em.card.name, "architecture": em.card.architecture,
