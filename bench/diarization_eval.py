@@ -1,10 +1,19 @@
-"""Diarization error rate of a diarizer over ``../shared/data/diarization`` (pyannote.metrics).
+"""Diarization error rate on the simulated development set and on the six real recordings.
 
-    python bench/diarization_eval.py [--data DIR] [--out bench/results/diarization.json]
+    python bench/diarization_eval.py [--sim 40] [--check 20] [--overlap] [--out bench/results/diarization.json]
 
-Scores the builtin diarizer (defaults from ser.diarization.BuiltinSettings) with the UEM
-applied and overlapped speech scored, at collar 0.25 s and 0 s, with the automatic and
-the oracle speaker count; per file: DER, missed speech, false alarm, confusion.
+Two sets, scored with pyannote.metrics (overlapped speech scored, UEM applied on the real
+files, the whole recording on the simulated ones), at collar 0.25 s and 0 s, with the
+automatic and the oracle speaker count:
+
+- ``sim``: the seeded simulated development set (``ser.simulate.dev_set``, seeds 0…39)
+  built on the fly from ``../shared/data``'s corpora — what settings are tuned on;
+- ``check``: another 20 simulated recordings (seeds 1000…), never tuned on;
+- ``real``: ``../shared/data/diarization`` (six 30-s recordings) — only checked.
+
+Per file: DER, missed speech, false alarm, confusion, speakers found vs true, and the
+diarization wall time. The settings are ``ser.diarization.BuiltinSettings``'s defaults
+(plus ``--set key=value`` overrides).
 """
 
 from __future__ import annotations
@@ -14,73 +23,133 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "diarization"
+SHARED = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = SHARED / "diarization"
 
 
-def load_set(data: Path):
+@dataclass
+class Item:
+    uri: str
+    y: object
+    ref: object  # pyannote Annotation
+    uem: object  # pyannote Timeline
+    info: dict | None = None
+
+
+def load_set(data: Path = DEFAULT_DATA) -> list[Item]:
+    """The real recordings with their RTTM and UEM."""
     from pyannote.database.util import load_rttm, load_uem
     from ser.audio import load_audio
-    items = []
-    for wav in sorted(data.glob("*.wav")):
-        uri = wav.stem
-        items.append((uri, load_audio(wav).y, load_rttm(wav.with_suffix(".rttm"))[uri],
-                      load_uem(wav.with_suffix(".uem"))[uri]))
-    return items
+    return [Item(w.stem, load_audio(w).y, load_rttm(w.with_suffix(".rttm"))[w.stem],
+                 load_uem(w.with_suffix(".uem"))[w.stem]) for w in sorted(data.glob("*.wav"))]
 
 
-def score(items, hyps: dict, collar: float) -> dict:
+def load_sim(n: int, first_seed: int = 0, data: Path = SHARED) -> list[Item]:
+    """Simulated recordings (scored over their whole length)."""
+    from pyannote.core import Segment, Timeline
+    from ser.analysis import to_annotation
+    from ser.simulate import speaker_pool, simulate
+    pool = speaker_pool(data)
+    out = []
+    for seed in range(first_seed, first_seed + n):
+        s = simulate(pool, seed)
+        out.append(Item(s.uri, s.y, to_annotation(s.turns, s.uri),
+                        Timeline([Segment(0, len(s.y) / 16000)], uri=s.uri), s.info))
+    return out
+
+
+def score(items: list[Item], hyps: dict, collar: float) -> dict:
     from pyannote.metrics.diarization import DiarizationErrorRate
-    from ser.diarization import to_annotation
+    from ser.analysis import to_annotation
     metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
     files = {}
-    for uri, _, ref, uem in items:
-        d = metric(ref, to_annotation(hyps[uri], uri), uem=uem, detailed=True)
+    for it in items:
+        d = metric(it.ref, to_annotation(hyps[it.uri], it.uri), uem=it.uem, detailed=True)
         tot = d["total"] or 1.0
-        files[uri] = {"der": d["diarization error rate"], "missed": d["missed detection"] / tot,
-                      "false_alarm": d["false alarm"] / tot, "confusion": d["confusion"] / tot,
-                      "speakers": len({t.speaker for t in hyps[uri]}), "ref_speakers": len(ref.labels())}
+        files[it.uri] = {"der": d["diarization error rate"], "missed": d["missed detection"] / tot,
+                         "false_alarm": d["false alarm"] / tot, "confusion": d["confusion"] / tot,
+                         "speakers": len({t.speaker for t in hyps[it.uri]}), "ref_speakers": len(it.ref.labels())}
     comp = metric.accumulated_
+    exact = [f["speakers"] == f["ref_speakers"] for f in files.values()]
     return {"der": abs(metric), "missed": comp["missed detection"] / comp["total"],
             "false_alarm": comp["false alarm"] / comp["total"], "confusion": comp["confusion"] / comp["total"],
+            "count_exact": sum(exact) / max(1, len(exact)),
+            "count_error_mean": sum(abs(f["speakers"] - f["ref_speakers"]) for f in files.values()) / max(1, len(files)),
             "files": files}
+
+
+def run(items: list[Item], dia) -> dict:
+    """Automatic and oracle-count hypotheses (the oracle re-runs only the counting stages)."""
+    auto, oracle, secs = {}, {}, {}
+    for it in items:
+        t0 = time.perf_counter()
+        emb = dia.embed(it.y, 16000)
+        auto[it.uri] = dia.assign(emb)
+        secs[it.uri] = time.perf_counter() - t0
+        oracle[it.uri] = dia.assign(emb, num_speakers=len(it.ref.labels()))
+    res = {"auto_count": {"collar_0.25": score(items, auto, 0.25), "collar_0": score(items, auto, 0.0)},
+           "oracle_count": {"collar_0.25": score(items, oracle, 0.25), "collar_0": score(items, oracle, 0.0)},
+           "seconds": secs, "audio_seconds": {it.uri: len(it.y) / 16000 for it in items},
+           "info": {it.uri: it.info for it in items if it.info}}
+    tot = sum(res["audio_seconds"].values())
+    res["rtf"] = sum(secs.values()) / tot if tot else None
+    return res
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def report(name: str, res: dict) -> None:
+    for mode in ("auto_count", "oracle_count"):
+        for collar in ("collar_0.25", "collar_0"):
+            r = res[mode][collar]
+            print(f"{name:6s} {mode:12s} {collar:11s} DER {r['der']:.3f} (miss {r['missed']:.3f}, "
+                  f"FA {r['false_alarm']:.3f}, conf {r['confusion']:.3f}) count exact {r['count_exact']:.0%}")
+    print(f"{name:6s} RTF {res['rtf']:.4f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--sim", type=int, default=40, help="simulated development recordings (0: none)")
+    ap.add_argument("--check", type=int, default=20, help="simulated check recordings, seeds 1000… (0: none)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="BuiltinSettings overrides")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diarization.json")
     args = ap.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"No diarization data at {args.data}")
     from ser.diarization import BuiltinDiarizer
-    items = load_set(args.data)
-    dia = BuiltinDiarizer()
-    auto, oracle, secs = {}, {}, 0.0
-    for uri, y, ref, _ in items:
-        t0 = time.perf_counter()
-        emb = dia.embed(y, 16000)
-        auto[uri] = dia.assign(emb)
-        secs += time.perf_counter() - t0
-        oracle[uri] = dia.assign(emb, num_speakers=len(ref.labels()))
-    res = {"data": str(args.data), "diarizer": dia.settings(), "overlap_scored": True, "uem": True,
-           "auto_count": {"collar_0.25": score(items, auto, 0.25), "collar_0": score(items, auto, 0.0)},
-           "oracle_count": {"collar_0.25": score(items, oracle, 0.25), "collar_0": score(items, oracle, 0.0)},
-           "seconds_total": secs, "audio_seconds": sum(len(y) for _, y, _, _ in items) / 16000}
+    dia = BuiltinDiarizer(**parse_overrides(args.set))
+    res = {"diarizer": dia.settings(), "overlap_scored": True, "sets": {}}
+    sets = {"real": lambda: load_set(args.data) if args.data.is_dir() else []}
+    if args.sim:
+        sets["sim"] = lambda: load_sim(args.sim, 0)
+    if args.check:
+        sets["check"] = lambda: load_sim(args.check, 1000)
+    for name, load in sets.items():
+        items = load()
+        if not items:
+            print(f"{name}: no data, skipped")
+            continue
+        res["sets"][name] = run(items, dia)
+        report(name, res["sets"][name])
+        for uri, f in res["sets"][name]["auto_count"]["collar_0.25"]["files"].items():
+            print(f"  {uri:22s} DER {f['der']:.3f} miss {f['missed']:.3f} FA {f['false_alarm']:.3f} "
+                  f"conf {f['confusion']:.3f} speakers {f['speakers']}/{f['ref_speakers']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    for mode in ("auto_count", "oracle_count"):
-        for collar in ("collar_0.25", "collar_0"):
-            r = res[mode][collar]
-            print(f"{mode:12s} {collar:11s} DER {r['der']:.3f} (miss {r['missed']:.3f}, FA {r['false_alarm']:.3f}, "
-                  f"conf {r['confusion']:.3f})")
-    for uri, f in res["auto_count"]["collar_0.25"]["files"].items():
-        print(f"  {uri:22s} DER {f['der']:.3f} miss {f['missed']:.3f} FA {f['false_alarm']:.3f} "
-              f"conf {f['confusion']:.3f} speakers {f['speakers']}/{f['ref_speakers']}")
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -289,6 +289,8 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     max_bytes = int(s.max_upload_mb * 1024 * 1024)
     service = _Service(s, max_bytes)
     _keep_uploads_in_memory(max_bytes + MULTIPART_OVERHEAD)
+    from .diarization import warm_up_in_background
+    warm_up_in_background()  # the first request does not wait for the diarization networks to load
 
     app = FastAPI(title="ser — speech emotion recognition API", version=__version__,
                   description="POST audio, get emotions. Errors are JSON: {\"error\": {\"type\", \"message\"}}.")

@@ -1,17 +1,25 @@
 """Who spoke when: speaker turns from a recording, with two backends.
 
-``builtin`` (the default) is fully offline and uses only weights that ship inside
-registry packages:
+``builtin`` (the default) is fully offline; its networks ship in ``models/diarization/``
+as safetensors (pyannote segmentation-3.0, MIT; CAM++ from 3D-Speaker, Apache-2.0):
 
-1. voice activity from silero-vad;
-2. speaker embeddings from resemblyzer's pretrained d-vector encoder, one per sliding
-   window (``window_s`` long, every ``hop_s``) inside speech;
-3. clustering of the window embeddings: spectral clustering of a pruned cosine
-   affinity with the speaker count from the eigengap (or the count you give), after a
-   check for a single speaker;
+1. voice activity and overlap: segmentation-3.0 over 10-s chunks every 5 s gives the
+   expected number of people talking in each 10 ms frame; speech is where it exceeds
+   ``vad_threshold`` (silero-vad remains as ``vad="silero"``);
+2. speaker embeddings: CAM++ on ``window_s`` windows every ``hop_s`` inside speech (every
+   ``long_hop_s`` for recordings longer than ``dense_max_s``, to keep an hour fast);
+3. clustering: average-linkage clustering of the windows cut where clusters are less
+   similar than ``merge_similarity``, a speaker with under ``min_cluster_s`` of speech
+   joining the nearest one (or the count you give / bound); ``clustering="spectral"``
+   keeps the eigengap method;
 4. resegmentation: every 10 ms speech frame takes the speaker whose centroid is most
-   similar to the windows covering it, smoothed over ``smoothing_s`` so turns do not
-   flicker.
+   similar to the windows covering it, smoothed over ``smoothing_s``; where
+   segmentation-3.0 hears two people (``overlap``), the second most similar speaker is
+   added.
+
+``method="segmentation"`` is the other, pyannote-style path: local speakers of each
+chunk, one CAM++ embedding per local speaker, global clustering with the constraint that
+two local speakers of a chunk differ, and reconstruction with segmentation-3.0's count.
 
 Stages 1–2 (``embed``) do not depend on the speaker count; stages 3–4 (``assign``) are
 cheap, so changing the number of speakers re-runs only those.
@@ -26,7 +34,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -70,22 +78,34 @@ class Diarizer(Protocol):
 # --- builtin -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuiltinSettings:
-    """Tuned on the six recordings of ``../shared/data/diarization`` (bench/diarization_tune.py)."""
+    """Chosen on the simulated development set (bench/diarization_eval.py, docs/diarization.md);
+    the six real shared recordings are only checked."""
 
-    vad_threshold: float = 0.3
-    min_speech_s: float = 0.2
-    min_silence_s: float = 0.15
-    speech_pad_s: float = 0.3
-    window_s: float = 1.0
-    hop_s: float = 0.25
-    merge_similarity: float = 0.875  # clusters whose centroids are more similar than this are one speaker
-    overcluster: int = 0  # spectral clustering starts from the eigengap count plus this many, then merges
-    min_cluster_s: float = 1.0  # a "speaker" with less speech than this joins the nearest one
-    prune: float = 0.3  # keep this fraction of the strongest affinities per row
+    embedder: str = "campplus"  # or "resemblyzer" (the d-vector encoder used before CAM++)
+    vad: str = "segmentation"  # speech where segmentation-3.0 hears anyone (count > vad_threshold), or "silero"
+    vad_threshold: float = 0.5
+    min_speech_s: float = 0.1
+    min_silence_s: float = 0.1
+    speech_pad_s: float = 0.1
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    dense_max_s: float = 600.0  # recordings up to this long get windows every hop_s …
+    long_hop_s: float = 1.5  # … longer ones every long_hop_s (diarization RTF ≤ 0.02 at 60 min)
+    clustering: str = "ahc"  # average linkage cut at merge_similarity, or "spectral" (eigengap, then merges)
+    merge_similarity: float = 0.35  # clusters less similar than this (cosine) are different speakers
+    overcluster: int = 0  # spectral: start from the eigengap count plus this many, then merge
+    prune: float = 0.3  # spectral: keep this fraction of the strongest affinities per row
+    min_cluster_s: float = 6.0  # a "speaker" with less speech than this joins the nearest one …
+    min_cluster_share: float = 0.15  # … or than this share of all speech, when that is less (short clips)
     max_speakers: int = 10
     smoothing_s: float = 0.3
     min_turn_s: float = 0.3  # shorter runs merge into their neighbours
     max_cluster_points: int = 1500  # beyond this many windows, cluster a subsample and assign the rest
+    overlap: bool = True  # a second speaker where segmentation-3.0 hears two people
+    overlap_threshold: float = 1.5  # expected number of talkers at or above which a frame is overlapped
+    min_overlap_s: float = 0.1
+    segmentation_step_s: float = 5.0
+    method: str = "windows"  # or "segmentation": local speakers of segmentation-3.0 + CAM++ + global clustering
 
 
 @dataclass
@@ -97,23 +117,34 @@ class Embeddings:
     vectors: np.ndarray  # (W, D) unit-norm embeddings
     n_frames: int
     duration_s: float = 0.0
+    count: np.ndarray | None = None  # expected number of talking people per frame (segmentation-3.0)
+    hop_s: float = 0.0  # the window hop used (long recordings use a longer one)
+    local: Any = None  # segmentation path: ser.segmentation.LocalSpeakers (vectors are its embeddings)
 
 
 _ENCODER = None
 _LOAD_LOCK = threading.Lock()
 
 
-def load_vad():
-    """A fresh silero-vad model (its own streaming state), without changing torch's thread count."""
+@contextmanager
+def _keep_threads():
+    """Importing silero_vad sets torch to one thread for the whole process: undo that."""
     import torch
 
     with _LOAD_LOCK:  # the thread count is process-wide: save and restore it in one piece
         threads = torch.get_num_threads()
-        from silero_vad import load_silero_vad  # sets torch to one thread on import
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
-        vad = load_silero_vad()
-        torch.set_num_threads(threads)
-    return vad
+
+def load_vad():
+    """A fresh silero-vad model (its own streaming state), without changing torch's thread count."""
+    with _keep_threads():
+        from silero_vad import load_silero_vad
+
+        return load_silero_vad()
 
 
 class _VadPool:
@@ -192,7 +223,8 @@ def _speech_probs(y: np.ndarray, model, *, stream_s: float = 60.0, warm_chunks: 
 
 def speech_regions(y: np.ndarray, sr: int, s: BuiltinSettings) -> np.ndarray:
     """Speech regions in 10 ms frames, shape (R, 2), from silero-vad."""
-    from silero_vad.utils_vad import get_speech_timestamps_from_probs
+    with _keep_threads():
+        from silero_vad.utils_vad import get_speech_timestamps_from_probs
     if sr != 16000:
         raise ConfigError("The builtin diarizer expects 16 kHz audio (ser.audio.load_audio gives it).")
     peak = float(np.max(np.abs(y))) if y.size else 0.0
@@ -206,6 +238,27 @@ def speech_regions(y: np.ndarray, sr: int, s: BuiltinSettings) -> np.ndarray:
                                           speech_pad_ms=int(s.speech_pad_s * 1000), audio_length_samples=len(y))
     hop = int(sr * FRAME_S)
     return np.array([[t["start"] // hop, -(-t["end"] // hop)] for t in ts], dtype=np.int64).reshape(-1, 2)
+
+
+def _regions_from_activity(active: np.ndarray, s: BuiltinSettings) -> np.ndarray:
+    """Speech regions (frames) from a per-frame activity mask, with silero's post-processing:
+    gaps under ``min_silence_s`` closed, runs under ``min_speech_s`` dropped, ``speech_pad_s`` added."""
+    runs = [(a, b) for a, b, v in _frame_runs(active.astype(np.int64)) if v]
+    gap, short, pad = (int(round(x / FRAME_S)) for x in (s.min_silence_s, s.min_speech_s, s.speech_pad_s))
+    merged: list[list[int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] < gap:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    out = [(max(0, a - pad), min(len(active), b + pad)) for a, b in merged if b - a >= short]
+    joined: list[list[int]] = []
+    for a, b in out:  # padding may make neighbours touch
+        if joined and a <= joined[-1][1]:
+            joined[-1][1] = max(joined[-1][1], b)
+        else:
+            joined.append([a, b])
+    return np.array(joined, dtype=np.int64).reshape(-1, 2)
 
 
 def _mel_frames(y: np.ndarray, sr: int, *, block_s: float = 60.0) -> np.ndarray:
@@ -251,22 +304,11 @@ def _windows_in(regions: np.ndarray, win: int, hop: int, n_frames: int) -> np.nd
     return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
-def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(), *,
-          progress: Progress | None = None, batch: int = 256) -> Embeddings:
-    """Stages 1–2: speech regions and one embedding per window."""
+def _embed_resemblyzer(y: np.ndarray, sr: int, windows_s: tuple[float, float], regions: np.ndarray,
+                       progress: Progress, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     import torch
-    progress = progress or _noop
-    s = settings
-    progress("voice activity", 0.0)
-    regions = speech_regions(y, sr, s)
-    progress("voice activity", 1.0)
-    n_frames = 1 + len(y) // int(sr * FRAME_S)
-    if len(regions) == 0:
-        return Embeddings(regions, np.zeros((0, 2), np.int64), np.zeros((0, 256), np.float32), n_frames,
-                          len(y) / sr)
-    progress("speaker embeddings", 0.0)
     mel = _mel_frames(y, sr)
-    win, hop = int(round(s.window_s / FRAME_S)), int(round(s.hop_s / FRAME_S))
+    win, hop = int(round(windows_s[0] / FRAME_S)), int(round(windows_s[1] / FRAME_S))
     windows = _windows_in(regions, win, hop, len(mel))
     enc = _resemblyzer()
     vecs = np.empty((len(windows), 256), dtype=np.float32)
@@ -276,8 +318,86 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
                               for a, b in windows[i:i + batch]])
             vecs[i:i + batch] = enc(torch.from_numpy(chunk)).numpy()
             progress("speaker embeddings", min(1.0, (i + batch) / len(windows)))
+    return windows, vecs
+
+
+def warm_up() -> None:
+    """Load the diarization networks (segmentation-3.0, CAM++, one silero instance) and run each once,
+    so that the first recording after a server starts does not pay for it."""
+    import torch
+
+    from . import campplus, segmentation
+    with torch.inference_mode():
+        segmentation.load()(torch.zeros(1, 1, int(segmentation.CHUNK_S * 16000)))
+        campplus.load()(torch.zeros(1, 150, 80))
+    with VAD_POOL.borrow():
+        pass
+
+
+def warm_up_in_background() -> threading.Thread | None:
+    """:func:`warm_up` in a daemon thread (``SER_WARM_DEMO=0`` turns it off, as the tests do)."""
+    if os.environ.get("SER_WARM_DEMO", "1") == "0":
+        return None
+
+    def run() -> None:
+        try:
+            warm_up()
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up only means the first analysis waits
+            print(f"ser: warming the diarizer failed ({exc}); the first analysis will be slower", flush=True)
+
+    t = threading.Thread(target=run, name="ser-warm-diarizer", daemon=True)
+    t.start()
+    return t
+
+
+def _embed_campplus(y: np.ndarray, sr: int, windows_s: tuple[float, float], regions: np.ndarray,
+                    progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    from . import campplus
+    feats = campplus.fbank(y, sr)
+    win, hop = int(round(windows_s[0] / FRAME_S)), int(round(windows_s[1] / FRAME_S))
+    windows = _windows_in(regions, win, hop, len(feats))
+    return windows, campplus.embed_windows(feats, windows, progress=lambda f: progress("speaker embeddings", f))
+
+
+def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(), *,
+          progress: Progress | None = None) -> Embeddings:
+    """Stages 1–2: speech regions and one embedding per window."""
+    progress = progress or _noop
+    s = settings
+    progress("voice activity", 0.0)
+    n_frames = 1 + len(y) // int(sr * FRAME_S)
+    count = None
+    if s.method == "segmentation":
+        from . import segmentation
+        loc = segmentation.local_speakers(y, sr, step_s=s.segmentation_step_s,
+                                          progress=lambda f: progress("speaker embeddings", f))
+        count = np.pad(loc.count, (0, max(0, n_frames - len(loc.count))))[:n_frames]
+        regions = _regions_from_activity(count > s.vad_threshold, s)
+        progress("voice activity", 1.0)
+        return Embeddings(regions, np.zeros((0, 2), np.int64), loc.vectors, n_frames, len(y) / sr, count, loc)
+    if s.overlap or s.vad == "segmentation":
+        from . import segmentation
+        count = segmentation.speaker_count(y, sr, step_s=s.segmentation_step_s,
+                                           progress=lambda f: progress("voice activity", 0.9 * f))
+        count = np.pad(count, (0, max(0, n_frames - len(count))))[:n_frames]
+    if s.vad == "segmentation":
+        regions = _regions_from_activity(count > s.vad_threshold, s)
+    else:
+        regions = speech_regions(y, sr, s)
+    progress("voice activity", 1.0)
+    dim = 256 if s.embedder == "resemblyzer" else 192
+    if len(regions) == 0:
+        return Embeddings(regions, np.zeros((0, 2), np.int64), np.zeros((0, dim), np.float32), n_frames,
+                          len(y) / sr, count)
+    progress("speaker embeddings", 0.0)
+    if s.embedder == "resemblyzer":
+        windows, vecs = _embed_resemblyzer(y, sr, (s.window_s, s.hop_s), regions, progress)
+    else:
+        hop = s.hop_s if len(y) / sr <= s.dense_max_s else s.long_hop_s  # long recordings: the fast path
+        windows, vecs = _embed_campplus(y, sr, (s.window_s, hop), regions, progress)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
-    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr)
+    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr, count,
+                      hop_s=s.hop_s if s.embedder == "resemblyzer" else hop)
 
 
 def _spectral(vecs: np.ndarray, k: int, prune: float, eig: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -305,10 +425,12 @@ def _eigengap_k(vals: np.ndarray, lo: int, hi: int) -> int:
 
 
 def _merge_clusters(vecs: np.ndarray, labels: np.ndarray, threshold: float, lo: int, hi: int, *,
-                    min_windows: float) -> np.ndarray:
+                    min_windows: float, weights: np.ndarray | None = None) -> np.ndarray:
     """Merge the two closest clusters (centroid cosine) while they are more similar than ``threshold``,
-    while there are more than ``hi``, or while one is smaller than ``min_windows``; never below ``lo``."""
+    while there are more than ``hi``, or while one is smaller than ``min_windows`` (in windows, or in
+    the sum of ``weights`` when given); never below ``lo``."""
     labels = labels.copy()
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, float)
     while True:
         ids = np.unique(labels)
         if len(ids) <= max(lo, 1):
@@ -317,7 +439,7 @@ def _merge_clusters(vecs: np.ndarray, labels: np.ndarray, threshold: float, lo: 
         C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
         S = C @ C.T
         np.fill_diagonal(S, -np.inf)
-        sizes = np.array([(labels == c).sum() for c in ids])
+        sizes = np.array([w[labels == c].sum() for c in ids])
         i, j = np.unravel_index(np.argmax(S), S.shape)
         if S[i, j] < threshold and len(ids) <= hi:
             small = np.flatnonzero(sizes < min_windows)
@@ -350,6 +472,57 @@ def _laplacian_eig(vecs: np.ndarray, prune: float, m: int):
     return eigh(L, subset_by_index=[0, m - 1], driver="evr")
 
 
+def _ahc(vecs: np.ndarray, threshold: float, k: int | None = None) -> np.ndarray:
+    """Average-linkage clustering on cosine similarity: cut where clusters are less similar than
+    ``threshold`` (or into exactly ``k`` clusters)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    Z = linkage(vecs, method="average", metric="cosine")
+    if k is not None:
+        lab = fcluster(Z, t=k, criterion="maxclust")
+    else:
+        lab = fcluster(Z, t=1.0 - threshold, criterion="distance")
+    return (np.unique(lab, return_inverse=True)[1]).astype(np.int64)
+
+
+def window_seconds(emb: Embeddings) -> np.ndarray:
+    """Seconds of speech each window stands for: its region's length shared among the region's windows."""
+    if len(emb.windows) == 0:
+        return np.zeros(0)
+    mid = (emb.windows[:, 0] + emb.windows[:, 1]) // 2
+    region = np.clip(np.searchsorted(emb.regions[:, 0], mid, side="right") - 1, 0, len(emb.regions) - 1)
+    length = (emb.regions[:, 1] - emb.regions[:, 0]) * FRAME_S
+    per = np.bincount(region, minlength=len(emb.regions))
+    return length[region] / np.maximum(per[region], 1)
+
+
+def cluster_windows(V: np.ndarray, s: BuiltinSettings, exact: int | None, lo: int, hi: int,
+                    seconds: np.ndarray | None = None) -> np.ndarray:
+    """A speaker label per window embedding; exactly ``exact`` speakers, else between ``lo`` and ``hi``.
+    ``seconds``: the speech each window stands for (default ``hop_s``), for the minimum talk time."""
+    n = len(V)
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    seconds = np.full(n, s.hop_s) if seconds is None else seconds
+    # a speaker talks at least min_cluster_s, or min_cluster_share of a short recording's speech
+    kw = {"min_windows": min(s.min_cluster_s, s.min_cluster_share * float(seconds.sum())), "weights": seconds}
+    if s.clustering == "ahc":
+        if exact is not None:
+            return _ahc(V, s.merge_similarity, min(exact, n))
+        labels = _ahc(V, s.merge_similarity)
+        k = int(labels.max()) + 1
+        if k < lo or k > hi:
+            labels = _ahc(V, s.merge_similarity, int(np.clip(k, lo, min(hi, n))))
+        return _merge_clusters(V, labels, 1.01, lo, hi, **kw)
+    if exact is not None:
+        return _spectral(V, exact, s.prune)
+    hi2 = max(hi, 2)
+    eig = _laplacian_eig(V, s.prune, hi2 + s.overcluster + 1)
+    k0 = _eigengap_k(eig[0], max(lo, 2), hi2)
+    k0 = min(n, max(k0 + s.overcluster, 2))
+    labels = _spectral(V, k0, s.prune, eig)
+    return _merge_clusters(V, labels, s.merge_similarity, lo, hi, **kw)
+
+
 def _frame_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
     """(start, end, label) runs of a label array."""
     if len(labels) == 0:
@@ -372,23 +545,16 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
     if len(emb.regions) == 0:
         return []
     progress("clustering", 0.0)
+    if emb.local is not None:
+        return _assign_segmented(emb, s, exact, lo, hi)
+    if emb.hop_s:
+        s = replace(s, hop_s=emb.hop_s)
     V = emb.vectors
     rng = np.random.default_rng(0)
     idx = np.arange(len(V)) if len(V) <= s.max_cluster_points else np.sort(
         rng.choice(len(V), s.max_cluster_points, replace=False))
     sub = V[idx]
-    hop_s = s.hop_s
-    if exact is not None:
-        labels = _spectral(sub, exact, s.prune) if len(sub) >= 2 else np.zeros(len(sub), np.int64)
-    elif len(sub) < 2:
-        labels = np.zeros(len(sub), dtype=np.int64)
-    else:
-        hi2 = max(hi, 2)
-        eig = _laplacian_eig(sub, s.prune, hi2 + s.overcluster + 1)
-        k0 = _eigengap_k(eig[0], max(lo, 2), hi2)
-        k0 = min(len(sub), max(k0 + s.overcluster, 2))
-        labels = _spectral(sub, k0, s.prune, eig)
-        labels = _merge_clusters(sub, labels, s.merge_similarity, lo, hi, min_windows=s.min_cluster_s / hop_s)
+    labels = cluster_windows(sub, s, exact, lo, hi, window_seconds(emb)[idx] * len(V) / len(idx))
     K = int(labels.max()) + 1
     C = np.stack([sub[labels == c].mean(0) for c in range(K)])
     C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
@@ -444,7 +610,56 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
             runs = merged
         for x, y_, c in runs:
             turns.append(SpeakerTurn(round((ra + x) * FRAME_S, 3), round((ra + y_) * FRAME_S, 3), f"SPEAKER_{c:02d}"))
+        if s.overlap and emb.count is not None and K > 1:
+            final = np.empty(rb - ra, np.int64)
+            for x, y_, c in runs:
+                final[x:y_] = c
+            turns.extend(_overlap_turns(sc, final, emb.count[ra:rb], ra, s))
     return _tidy(turns, emb.duration_s or None)
+
+
+def _assign_segmented(emb: Embeddings, s: BuiltinSettings, exact: int | None, lo: int, hi: int) -> list[SpeakerTurn]:
+    """Segmentation path: cluster the local speakers' embeddings, keep two local speakers of one chunk
+    apart (each chunk's speakers take distinct clusters, best total similarity), then rebuild turns."""
+    from scipy.optimize import linear_sum_assignment
+
+    from . import segmentation
+    loc = emb.local
+    V = loc.vectors
+    if len(V) == 0:
+        return []
+    labels = cluster_windows(V, replace(s, hop_s=s.segmentation_step_s), exact, lo, hi) if len(V) > 1 \
+        else np.zeros(1, np.int64)
+    K = int(labels.max()) + 1
+    C = np.stack([V[labels == k].mean(0) for k in range(K)])
+    C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
+    sim = V @ C.T
+    for c in np.unique(loc.owner[:, 0]):
+        rows = np.flatnonzero(loc.owner[:, 0] == c)
+        if len(rows) > 1 and len(np.unique(labels[rows])) < len(rows) and K >= len(rows):
+            r, k = linear_sum_assignment(-sim[rows])
+            labels[rows[r]] = k
+    runs = segmentation.reconstruct(loc, labels, min_turn_s=s.min_overlap_s)
+    turns = [SpeakerTurn(round(a, 3), round(b, 3), f"SPEAKER_{g:02d}") for a, b, g in runs]
+    return _tidy(turns, emb.duration_s or None)
+
+
+def _overlap_turns(score: np.ndarray, first: np.ndarray, count: np.ndarray, offset: int,
+                   s: BuiltinSettings) -> list[SpeakerTurn]:
+    """Where segmentation-3.0 hears two people, the speaker with the second-best score talks too."""
+    both = count >= s.overlap_threshold
+    if not both.any():
+        return []
+    masked = score.copy()
+    masked[np.arange(len(first)), first] = -np.inf
+    second = np.where(both, masked.argmax(1), -1)
+    out = []
+    min_len = int(round(s.min_overlap_s / FRAME_S))
+    for x, y_, c in _frame_runs(second):
+        if c >= 0 and y_ - x >= min_len:
+            out.append(SpeakerTurn(round((offset + x) * FRAME_S, 3), round((offset + y_) * FRAME_S, 3),
+                                   f"SPEAKER_{c:02d}"))
+    return out
 
 
 def _tidy(turns: list[SpeakerTurn], duration_s: float | None, join_gap_s: float = 0.05) -> list[SpeakerTurn]:

@@ -112,14 +112,15 @@ def test_one_speaker_is_one_speaker_and_exact_count_is_honoured():
 
 @pytest.mark.skipif(not DIAR.is_dir(), reason=f"needs the shared diarization recordings at {DIAR}")
 def test_shared_recordings_der_is_within_the_target():
-    """The figure in docs/diarization.md: pooled DER ≤ 0.30 at collar 0.25 (measured 0.161)."""
+    """The figure in docs/diarization.md: pooled DER 0.200 at collar 0.25 (settings chosen on the
+    simulated set); a regression past 0.25 fails."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from diarization_eval import load_set, score
     items = load_set(DIAR)
     dia = BuiltinDiarizer()
-    hyps = {uri: dia(y, 16000) for uri, y, _, _ in items}
-    assert score(items, hyps, 0.25)["der"] <= 0.30
+    hyps = {it.uri: dia(it.y, 16000) for it in items}
+    assert score(items, hyps, 0.25)["der"] <= 0.25
 
 
 # --- pyannote backend --------------------------------------------------------------
@@ -153,3 +154,97 @@ def test_pyannote_pipeline_from_a_local_folder(tmp_path, speech_like):
     assert len({t.speaker for t in two}) <= 2
     # the config.yaml path works too
     assert PyannoteDiarizer(folder / "config.yaml", device="cpu")._load() is not None
+
+
+# --- CAM++ / segmentation-3.0 / counting / overlap ---------------------------------------
+def test_shipped_diarization_weights_match_their_card():
+    import hashlib
+    import json
+    root = Path(__file__).resolve().parents[1] / "models" / "diarization"
+    card = json.loads((root / "card.json").read_text())
+    assert set(card["files"]) == {"campplus", "segmentation"}
+    for f in card["files"].values():
+        assert hashlib.sha256((root / f["file"]).read_bytes()).hexdigest() == f["sha256"]
+        assert f["converted_from"]["wheel_sha256"].startswith("f58f352b")
+    assert "Apache-2.0" in json.dumps(card["models"]["campplus"]) and "MIT" in json.dumps(card["models"]["segmentation"])
+
+
+def test_campplus_tells_two_voices_apart():
+    from audiogen import speak
+    from ser import campplus
+    a = speak("The quick brown fox jumps over the lazy dog near the river.", "en-us+m3", pitch=30)[:48000]
+    a2 = speak("Seven silver ships sailed slowly across the quiet harbour.", "en-us+m3", pitch=30)[:48000]
+    b = speak("The quick brown fox jumps over the lazy dog near the river.", "en-gb+f3", pitch=75)[:48000]
+    feats = campplus.fbank(np.concatenate([np.pad(x, (0, 48000 - len(x))) for x in (a, a2, b)]))
+    E = campplus.embed_windows(feats, np.array([[0, 290], [300, 590], [600, 890]]))
+    assert E.shape == (3, 192) and np.allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-4)
+    assert E[0] @ E[1] > E[0] @ E[2]
+
+
+def test_importing_silero_keeps_the_thread_count():
+    import torch
+    from ser.diarization import BuiltinSettings, speech_regions
+    before = torch.get_num_threads()
+    speech_regions(np.zeros(16000, np.float32) + 1e-3, 16000, BuiltinSettings())
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("method", ["spectral", "ahc"])
+def test_counting_honours_exact_and_min_max(method):
+    from dataclasses import replace
+    from ser.diarization import BuiltinSettings, cluster_windows
+    rng = np.random.default_rng(3)
+    X, truth = _blobs([rng.standard_normal(32) for _ in range(4)], 30, 0.08)
+    s = replace(BuiltinSettings(), clustering=method, min_cluster_s=1.0, hop_s=0.75)
+    auto = cluster_windows(X, s, None, 1, 10)
+    assert len(np.unique(auto)) == 4
+    assert all(len(np.unique(auto[truth == k])) == 1 for k in range(4))
+    assert len(np.unique(cluster_windows(X, s, 2, 1, 10))) == 2
+    assert len(np.unique(cluster_windows(X, s, 6, 1, 10))) == 6
+    assert len(np.unique(cluster_windows(X, s, None, 5, 8))) == 5
+    assert len(np.unique(cluster_windows(X, s, None, 1, 3))) == 3
+
+
+def test_a_short_clip_takes_the_short_clip_path():
+    from audiogen import speak
+    text = "Good morning everyone, thank you for coming to the meeting about the new project today."
+    y = np.concatenate([speak(text, "en-us+m3", pitch=30), np.zeros(8000, np.float32), speak(text, "en-gb+f3", pitch=75)])
+    short = BuiltinDiarizer().embed(y, 16000)
+    assert short.hop_s == 0.75
+    longer = BuiltinDiarizer(dense_max_s=10.0).embed(y, 16000)  # as if it were a long recording
+    assert longer.hop_s == 1.5 and 0 < len(longer.windows) < len(short.windows)
+
+
+@needs_ravdess
+def test_overlap_regions_get_two_speakers_when_the_detector_is_on():
+    from ser.demo import Turn
+    a = [c for c, _, _ in _ravdess_clips(1, ("05",), 4)]  # angry: loud, long
+    b = [c for c, _, _ in _ravdess_clips(2, ("05",), 4)]
+    from ser.features import trim_silence
+    a, b = [trim_silence(x) for x in a], [trim_silence(x) for x in b]
+    sr = 16000
+    y = np.zeros(int(16 * sr), np.float32)
+    t = 0.5
+    turns = []
+    for k, (x1, x2) in enumerate(zip(a, b)):
+        s1 = int(t * sr)
+        y[s1:s1 + len(x1)] += x1
+        s2 = s1 + len(x1) - int(0.8 * sr)  # b starts 0.8 s before a ends
+        y[s2:s2 + len(x2)] += x2
+        turns += [Turn(s1 / sr, (s1 + len(x1)) / sr, "a"), Turn(s2 / sr, (s2 + len(x2)) / sr, "b")]
+        t = (s2 + len(x2)) / sr + 0.6
+        if t > 14:
+            break
+    y = y[: int((t + 0.5) * sr)]
+    ovl = [(max(p.start_s, q.start_s), min(p.end_s, q.end_s)) for p, q in zip(turns[0::2], turns[1::2])]
+    for on in (True, False):
+        hyp = BuiltinDiarizer(overlap=on)(y, sr, num_speakers=2)
+        both = 0.0
+        for a0, a1 in ovl:
+            grid = np.arange(a0 + 0.1, a1 - 0.1, 0.05)
+            talking = [{h.speaker for h in hyp if h.start_s <= g < h.end_s} for g in grid]
+            both += np.mean([len(s) == 2 for s in talking])
+        if on:
+            assert both / len(ovl) > 0.4, both / len(ovl)
+        else:
+            assert both == 0.0
