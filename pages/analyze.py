@@ -82,7 +82,10 @@ else:
                     "(2018), CC BY-NC-SA 4.0.", icon="🎭")
         else:
             st.caption("A two-voice dialogue the project synthesised with espeak-ng (scripts/make_demo.py). "
-                       "Synthetic speech is not acted emotion: read its probabilities as a demo of the view.")
+                       "Synthetic speech is not acted emotion: read its probabilities as a demo of the view. "
+                       "Its two synthetic voices sound alike to the speaker-embedding network (trained on real "
+                       "voices), so this demo is diarized with its known count of two speakers unless you set "
+                       "one under Settings → Speakers.")
     else:
         st.warning(f"The demo recording {demo.name} is missing; run the script named in assets/README.md.")
 
@@ -103,6 +106,8 @@ with st.expander("Settings", expanded=False):
         elif mode == "min–max":
             lo, hi = st.slider("Between", 1, 20, (2, 4), key="analyze_range")
             counts = {"min_speakers": int(lo), "max_speakers": int(hi)}
+        if src_kind == "Dialogue demo" and not counts:
+            counts = {"num_speakers": 2}  # the script's two voices (see the caption above the chart)
     with c2:
         label_set = LABEL_SETS[st.selectbox("Label set", list(LABEL_SETS), key="analyze_labels")]
         window_s = st.slider("Emotion window (s)", 1.0, 6.0, 2.0, 0.5, key="analyze_window")

@@ -410,7 +410,10 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
 
 
 def available_models() -> list[str]:
-    return sorted(p.parent.name for p in MODELS_DIR.glob(f"*/{CARD_FILE}")) if MODELS_DIR.is_dir() else []
+    """Emotion model folders under ``models/`` (``models/diarization`` holds the diarizer's networks)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.parent.name for p in MODELS_DIR.glob(f"*/{CARD_FILE}") if (p.parent / WEIGHTS_FILE).is_file())
 
 
 def pick_device(device: str = "auto") -> torch.device:
