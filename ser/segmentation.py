@@ -66,7 +66,7 @@ def load(path: Path = WEIGHTS):
 CLASS_COUNT = np.array([0, 1, 1, 1, 2, 2, 2], dtype=np.float32)
 
 
-def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 16,
+def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 4,
                   progress=None) -> np.ndarray:
     """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``.
 
