@@ -66,23 +66,19 @@ def load(path: Path = WEIGHTS):
 CLASS_COUNT = np.array([0, 1, 1, 1, 2, 2, 2], dtype=np.float32)
 
 
-def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 4,
-                  progress=None) -> np.ndarray:
-    """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``.
+def _chunk_starts(n: int, win: int, step: int) -> np.ndarray:
+    """Chunk starts (samples) every ``step``, the last chunk ending at the recording's end."""
+    starts = list(range(0, max(1, n - win + step), step))
+    if starts[-1] + win < n:
+        starts.append(n - win)
+    return np.array(starts, dtype=np.int64)
 
-    Chunks of 10 s every ``step_s``; each chunk's frames give the expected count under the
-    powerset distribution, averaged over the chunks covering a frame."""
+
+def _chunk_probabilities(y: np.ndarray, starts: np.ndarray, batch: int):
+    """Yield ``(first chunk index, starts, powerset probabilities (B, F, 7))`` batch by batch."""
     import torch
     model = load()
-    n_out = 1 + len(y) // (sr // 100)
-    win = int(CHUNK_S * sr)
-    step = int(step_s * sr)
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    starts = list(range(0, max(1, len(y) - win + step), step))
-    if starts[-1] + win < len(y):
-        starts.append(len(y) - win)
-    acc = np.zeros(n_out + 1, np.float64)  # difference arrays: += at a frame's first 10 ms slot, -= after its last
-    cnt = np.zeros(n_out + 1, np.float64)
+    win = int(CHUNK_S * 16000)
     with torch.inference_mode():
         for i in range(0, len(starts), batch):
             sel = starts[i:i + batch]
@@ -90,21 +86,50 @@ def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch:
             for j, a in enumerate(sel):
                 seg = y[a:a + win]
                 X[j, 0, : len(seg)] = seg
-            expected = model(torch.from_numpy(X)).exp().numpy() @ CLASS_COUNT  # (B, F)
-            F = expected.shape[1]
-            for j, a in enumerate(sel):
-                f_end = int(np.ceil(F * min(win, len(y) - a) / win))
-                edges = a / sr + np.arange(f_end + 1) * CHUNK_S / F  # model frame k spans edges[k:k+2] seconds
-                lo = np.clip((edges[:-1] * 100).astype(np.int64), 0, n_out - 1)
-                hi = np.clip((edges[1:] * 100).astype(np.int64), 0, n_out - 1) + 1
-                np.add.at(acc, lo, expected[j, :f_end])
-                np.add.at(acc, hi, -expected[j, :f_end])
-                np.add.at(cnt, lo, 1.0)
-                np.add.at(cnt, hi, -1.0)
-            if progress is not None:
-                progress(min(1.0, (i + batch) / len(starts)))
-    acc, cnt = np.cumsum(acc)[:n_out], np.cumsum(cnt)[:n_out]
-    return (acc / np.maximum(cnt, 1)).astype(np.float32)
+            yield i, sel, model(torch.from_numpy(X)).exp().numpy()
+
+
+class _FrameMean:
+    """Average of per-model-frame values over the chunks covering each 10 ms frame (difference arrays)."""
+
+    def __init__(self, n_out: int, sr: int = 16000):
+        self.n, self.sr = n_out, sr
+        self.acc = np.zeros(n_out + 1)
+        self.cnt = np.zeros(n_out + 1)
+
+    def add(self, start: int, values: np.ndarray, n_samples: int) -> int:
+        """Spread one chunk's model-frame ``values`` (chunk at sample ``start``); returns the valid frames."""
+        F = len(values)
+        f_end = int(np.ceil(F * min(CHUNK_S * self.sr, n_samples - start) / (CHUNK_S * self.sr)))
+        edges = start / self.sr + np.arange(f_end + 1) * CHUNK_S / F  # model frame k spans edges[k:k+2] s
+        lo = np.clip((edges[:-1] * 100).astype(np.int64), 0, self.n - 1)
+        hi = np.clip((edges[1:] * 100).astype(np.int64), 0, self.n - 1) + 1
+        np.add.at(self.acc, lo, values[:f_end])
+        np.add.at(self.acc, hi, -values[:f_end])
+        np.add.at(self.cnt, lo, 1.0)
+        np.add.at(self.cnt, hi, -1.0)
+        return f_end
+
+    def mean(self) -> np.ndarray:
+        return (np.cumsum(self.acc)[: self.n] / np.maximum(np.cumsum(self.cnt)[: self.n], 1)).astype(np.float32)
+
+
+def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 4,
+                  progress=None) -> np.ndarray:
+    """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``.
+
+    Chunks of 10 s every ``step_s``; each chunk's frames give the expected count under the
+    powerset distribution, averaged over the chunks covering a frame."""
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    starts = _chunk_starts(len(y), int(CHUNK_S * sr), int(step_s * sr))
+    mean = _FrameMean(1 + len(y) // (sr // 100), sr)
+    for i, sel, P in _chunk_probabilities(y, starts, batch):
+        expected = P @ CLASS_COUNT  # (B, F)
+        for j, a in enumerate(sel):
+            mean.add(int(a), expected[j], len(y))
+        if progress is not None:
+            progress(min(1.0, (i + batch) / len(starts)))
+    return mean.mean()
 
 
 # powerset class → which of the 3 local speakers talk
@@ -133,63 +158,43 @@ def local_speakers(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, min_a
     import torch
 
     from . import campplus
-    model = load()
     n_out = 1 + len(y) // (sr // 100)
-    win, step = int(CHUNK_S * sr), int(step_s * sr)
     y = np.ascontiguousarray(y, dtype=np.float32)
-    starts = list(range(0, max(1, len(y) - win + step), step))
-    if starts[-1] + win < len(y):
-        starts.append(len(y) - win)
-    starts = np.array(starts, dtype=np.int64)
+    starts = _chunk_starts(len(y), int(CHUNK_S * sr), int(step_s * sr))
     feats = campplus.fbank(y, sr)
-    acts, acc, cnt = [], np.zeros(n_out + 1), np.zeros(n_out + 1)
-    seqs, owner = [], []
+    mean = _FrameMean(n_out, sr)
+    acts, seqs, owner = [], [], []
     L = int(embed_s * 100)
-    with torch.inference_mode():
-        for i in range(0, len(starts), batch):
-            sel = starts[i:i + batch]
-            X = np.zeros((len(sel), 1, win), np.float32)
-            for j, a in enumerate(sel):
-                seg = y[a:a + win]
-                X[j, 0, : len(seg)] = seg
-            P = model(torch.from_numpy(X)).exp().numpy()  # (B, F, 7)
-            F = P.shape[1]
-            hard = MAPPING[P.argmax(-1)]  # (B, F, 3)
-            expected = P @ CLASS_COUNT
-            for j, a in enumerate(sel):
-                c = i + j
-                f_end = int(np.ceil(F * min(win, len(y) - a) / win))
-                hard[j, f_end:] = False
-                edges = a / sr + np.arange(f_end + 1) * CHUNK_S / F
-                lo = np.clip((edges[:-1] * 100).astype(np.int64), 0, n_out - 1)
-                hi = np.clip((edges[1:] * 100).astype(np.int64), 0, n_out - 1) + 1
-                np.add.at(acc, lo, expected[j, :f_end])
-                np.add.at(acc, hi, -expected[j, :f_end])
-                np.add.at(cnt, lo, 1.0)
-                np.add.at(cnt, hi, -1.0)
-                alone = hard[j].sum(1) == 1
-                f0 = a // (sr // 100)
-                for k in range(3):
-                    on = hard[j, :, k]
-                    if on.sum() * CHUNK_S / F < min_active_s:
-                        continue
-                    use = on & alone if (on & alone).sum() * CHUNK_S / F >= min_active_s else on
-                    # model frames → 10 ms filterbank frames of this chunk
-                    idx = np.flatnonzero(use)
-                    fr = np.unique(np.concatenate([np.arange(int(f0 + q * CHUNK_S / F * 100),
-                                                             int(f0 + (q + 1) * CHUNK_S / F * 100) + 1)
-                                                   for q in idx]))
-                    fr = fr[fr < len(feats)]
-                    if len(fr) < 20:
-                        continue
-                    seq = feats[fr]
-                    seqs.append(np.resize(seq, (L, seq.shape[1])) if len(seq) < L else seq[(len(seq) - L) // 2:][:L])
-                    owner.append((c, k))
-            acts.append(hard)
-            if progress is not None:
-                progress(0.5 * min(1.0, (i + batch) / len(starts)))
+    for i, sel, P in _chunk_probabilities(y, starts, batch):
+        F = P.shape[1]
+        hard = MAPPING[P.argmax(-1)]  # (B, F, 3)
+        expected = P @ CLASS_COUNT
+        for j, a in enumerate(sel):
+            c = i + j
+            f_end = mean.add(int(a), expected[j], len(y))
+            hard[j, f_end:] = False
+            alone = hard[j].sum(1) == 1
+            f0 = a // (sr // 100)
+            for k in range(3):
+                on = hard[j, :, k]
+                if on.sum() * CHUNK_S / F < min_active_s:
+                    continue
+                use = on & alone if (on & alone).sum() * CHUNK_S / F >= min_active_s else on
+                # model frames → 10 ms filterbank frames of this chunk
+                fr = np.unique(np.concatenate([np.arange(int(f0 + q * CHUNK_S / F * 100),
+                                                         int(f0 + (q + 1) * CHUNK_S / F * 100) + 1)
+                                               for q in np.flatnonzero(use)]))
+                fr = fr[fr < len(feats)]
+                if len(fr) < 20:
+                    continue
+                seq = feats[fr]
+                seqs.append(np.resize(seq, (L, seq.shape[1])) if len(seq) < L else seq[(len(seq) - L) // 2:][:L])
+                owner.append((c, k))
+        acts.append(hard)
+        if progress is not None:
+            progress(0.5 * min(1.0, (i + batch) / len(starts)))
     active = np.concatenate(acts) if acts else np.zeros((0, 0, 3), bool)
-    count = (np.cumsum(acc)[:n_out] / np.maximum(np.cumsum(cnt)[:n_out], 1)).astype(np.float32)
+    count = mean.mean()
     vecs = np.zeros((len(seqs), campplus.EMBED_DIM), np.float32)
     net = campplus.load()
     with torch.inference_mode():
