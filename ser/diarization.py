@@ -391,14 +391,11 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
         return Embeddings(regions, np.zeros((0, 2), np.int64), np.zeros((0, dim), np.float32), n_frames,
                           len(y) / sr, count)
     progress("speaker embeddings", 0.0)
-    if s.embedder == "resemblyzer":
-        windows, vecs = _embed_resemblyzer(y, sr, (s.window_s, s.hop_s), regions, progress)
-    else:
-        hop = s.hop_s if len(y) / sr <= s.dense_max_s else s.long_hop_s  # long recordings: the fast path
-        windows, vecs = _embed_campplus(y, sr, (s.window_s, hop), regions, progress)
+    hop = s.hop_s if len(y) / sr <= s.dense_max_s else s.long_hop_s  # long recordings: the fast path
+    fn = _embed_resemblyzer if s.embedder == "resemblyzer" else _embed_campplus
+    windows, vecs = fn(y, sr, (s.window_s, hop), regions, progress)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
-    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr, count,
-                      hop_s=s.hop_s if s.embedder == "resemblyzer" else hop)
+    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr, count, hop_s=hop)
 
 
 def window_seconds(emb: Embeddings) -> np.ndarray:
