@@ -330,7 +330,7 @@ def warm_up() -> None:
     from . import campplus, segmentation
     with torch.inference_mode():
         segmentation.load()(torch.zeros(1, 1, int(segmentation.CHUNK_S * 16000)))
-        campplus.load()(torch.zeros(1, 150, 80))
+        campplus.optimise()(torch.zeros(1, 150, 80))
     with VAD_POOL.borrow():
         pass
 

@@ -196,7 +196,7 @@ def local_speakers(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, min_a
     active = np.concatenate(acts) if acts else np.zeros((0, 0, 3), bool)
     count = mean.mean()
     vecs = np.zeros((len(seqs), campplus.EMBED_DIM), np.float32)
-    net = campplus.load()
+    net = campplus.network()
     with torch.inference_mode():
         for i in range(0, len(seqs), batch):
             X = np.stack(seqs[i:i + batch])

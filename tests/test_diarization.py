@@ -181,6 +181,38 @@ def test_campplus_tells_two_voices_apart():
     assert E[0] @ E[1] > E[0] @ E[2]
 
 
+def test_the_optimised_campplus_gives_the_eager_answers(monkeypatch):
+    """What a warmed server embeds with (traced, batch norms folded) equals the eager network on
+    every window length and batch size, and diarizes the bundled demo into the same turns."""
+    import torch
+
+    from ser import campplus
+    from ser.audio import load_audio
+    monkeypatch.setattr(campplus, "_FAST", None)  # this process's others keep the eager network
+    y = load_audio(Path(__file__).resolve().parents[1] / "assets" / "demo_emotions.flac").y
+    eager_turns = BuiltinDiarizer()(y, 16000)
+    fast = campplus.optimise()
+    assert isinstance(fast, campplus._Optimised) and campplus.network() is fast
+    gen = torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        for shape in [(1, 20, 80), (3, 97, 80), (16, 150, 80), (5, 151, 80), (2, 1000, 80)]:
+            x = torch.randn(*shape, generator=gen)
+            assert torch.allclose(fast(x), campplus.load()(x), atol=1e-4), shape
+    assert BuiltinDiarizer()(y, 16000) == eager_turns
+
+
+def test_campplus_keeps_the_eager_network_when_tracing_fails(monkeypatch):
+    import torch
+
+    from ser import campplus
+    monkeypatch.setattr(campplus, "_FAST", None)
+
+    def broken(*a, **k):
+        raise RuntimeError("no tracing here")
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    assert campplus.optimise() is campplus.load() and campplus.network() is campplus.load()
+
+
 def test_importing_silero_keeps_the_thread_count():
     import torch
     from ser.diarization import BuiltinSettings, speech_regions
