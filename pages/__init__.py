@@ -16,9 +16,9 @@ def get_model(name: str, device: str):
 
 @st.cache_resource(show_spinner=False)
 def warm_start():
-    """Once per server process, in the background: load the default model and analyse the emotion
-    demo with the Analyze page's default settings, so that the first visitor's first screen (the
-    analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
+    """Once per server process, in the background: warm the diarizer, load the default model and
+    analyse the emotion demo with the Analyze page's default settings, so that the first visitor's
+    first screen (the analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
     import os
     import threading
 
@@ -30,8 +30,10 @@ def warm_start():
 
         try:
             from ser.audio import load_audio
+            from ser.diarization import warm_up
             from ser.pipeline import analyze
 
+            warm_up()  # the diarization networks, CAM++ optimised for serving, as the API does at start
             demo = Path(__file__).resolve().parent.parent / "assets" / "demo_emotions.flac"
             analyze(load_audio(demo.read_bytes(), name=demo.name), model="default", device="auto", name=demo.name)
         except Exception as exc:  # a warm-up that fails only means the first visitor waits
