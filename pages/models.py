@@ -1,4 +1,5 @@
-"""Models: the card of every available model, its cross-validated figures, and the active choice."""
+"""Models: the card of every available model, its cross-validated figures, the active choice, and the
+speaker diarizer's networks and measured error rates."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import streamlit as st
 
+from ser.diarization import diarizer_card
 from ser.errors import SERError
 from ser.figures import trust_figure
 from ser.models import available_models, resolve_model_dir
@@ -95,3 +97,30 @@ if (folder / "reliability.png").is_file():
 
 with st.expander("The whole card (card.json)"):
     st.json(card)
+
+st.divider()
+st.subheader("Who spoke when: the speaker diarizer")
+dcard = diarizer_card()
+if not dcard:
+    st.warning("The diarizer's card (models/diarization/card.json) is missing: restore it from git.")
+else:
+    st.caption("The builtin diarizer finds voice activity and overlapped speech with pyannote segmentation-3.0, "
+               "embeds 1.5-s windows with CAM++ and clusters them (docs/diarization.md). Both networks ship in "
+               "models/diarization/ as safetensors; nothing is downloaded.")
+    st.dataframe([{"Network": n, "What": m.get("what", ""), "Licence": m.get("licence", ""),
+                   "Trained on": m.get("training_data", "")} for n, m in (dcard.get("models") or {}).items()],
+                 hide_index=True, width="stretch", key="models_diarizer_networks")
+    dm = dcard.get("metrics") or {}
+    names = {"sim": "Simulated conversations (tuned on)", "check": "Simulated conversations (never tuned on)",
+             "real": "Real recordings (AMI, pyannote sample)"}
+    if dm.get("sets"):
+        st.dataframe([{"Set": names.get(k, k), "Recordings": v["recordings"], "DER": f"{v['der']:.3f}",
+                       "missed": f"{v['missed']:.3f}", "false alarm": f"{v['false_alarm']:.3f}",
+                       "confusion": f"{v['confusion']:.3f}", "speaker count exact": f"{v['count_exact']:.0%}",
+                       "DER, no collar": f"{v['der_collar_0']:.3f}", "DER, true count given": f"{v['der_oracle_count']:.3f}"}
+                      for k, v in dm["sets"].items()], hide_index=True, width="stretch", key="models_diarizer_der")
+        st.caption("Diarization error rate (lower is better): the share of speech missed, falsely detected or given "
+                   "to the wrong speaker, with a 0.25-s forgiveness collar at each turn edge, overlapped speech "
+                   "scored, the number of speakers found automatically unless said. "
+                   + " ".join(f"**{names.get(k, k)}**: {v['protocol']}." for k, v in dm["sets"].items())
+                   + f" Reproduce: `{dm.get('command', 'python bench/diarization_eval.py')}`.")

@@ -31,6 +31,7 @@ is set by the user.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -320,6 +321,18 @@ def _embed_resemblyzer(y: np.ndarray, sr: int, windows_s: tuple[float, float], r
             vecs[i:i + batch] = enc(torch.from_numpy(chunk)).numpy()
             progress("speaker embeddings", min(1.0, (i + batch) / len(windows)))
     return windows, vecs
+
+
+CARD = Path(__file__).resolve().parents[1] / "models" / "diarization" / "card.json"
+
+
+def diarizer_card() -> dict:
+    """The builtin diarizer's card (its networks, licences, training data and measured figures);
+    an empty dict when the file is missing or unreadable."""
+    try:
+        return json.loads(CARD.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def warm_up() -> None:

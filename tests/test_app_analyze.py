@@ -142,6 +142,14 @@ def test_models_page_shows_the_card_and_figures(make_app, tiny_model_dir, tmp_pa
     assert not isinstance(rows["emodb"]["Human raters"], str)  # empty cell (None/NaN): no human figure
     assert len(at.get("image")) == 2  # confusion matrix and reliability diagram
     assert any("ser train" in c.value for c in at.code)
+    # the diarizer: its two networks with their licences, and its measured DER per set from its card
+    dcard = json.loads((ROOT / "models" / "diarization" / "card.json").read_text())
+    nets = at.dataframe[1].value.to_dict("records")
+    assert [n["Network"] for n in nets] == ["campplus", "segmentation"] and "Apache-2.0" in nets[0]["Licence"]
+    der = {r["Set"]: r for r in at.dataframe[2].value.to_dict("records")}
+    real = next(r for k, r in der.items() if k.startswith("Real"))
+    assert real["DER"] == f"{dcard['metrics']['sets']['real']['der']:.3f}" and real["Recordings"] == 6
+    assert any(k.startswith("Simulated") for k in der)
     at.selectbox(key="models_pick").set_value("tiny").run()
     assert not at.exception and not at.metric  # an untrained model has no CV figures to show
     at.button(key="models_activate").click().run()
