@@ -1,6 +1,6 @@
 """Diarization error rate on the simulated development set and on the six real recordings.
 
-    python bench/diarization_eval.py [--sim 40] [--check 20] [--out bench/results/diarization.json] [--card]
+    python bench/diarization_eval.py [--sim 40] [--check 20] [--short 40] [--out bench/results/diarization.json] [--card]
     python bench/diarization_eval.py --from bench/results/diarization.json --card   # card only, no re-run
 
 Two sets, scored with pyannote.metrics (overlapped speech scored, UEM applied on the real
@@ -10,6 +10,8 @@ automatic and the oracle speaker count:
 - ``sim``: the seeded simulated development set (``ser.simulate.dev_set``, seeds 0…39)
   built on the fly from ``../shared/data``'s corpora — what settings are tuned on;
 - ``check``: another 20 simulated recordings (seeds 1000…), never tuned on;
+- ``short``: 40 short simulated recordings (seeds 3000…, 20–60 s, 2–4 speakers), never tuned
+  on — the short-clip case (a class demo, a call) that the development set does not cover;
 - ``real``: ``../shared/data/diarization`` (six 30-s recordings) — only checked.
 
 Per file: DER, missed speech, false alarm, confusion, speakers found vs true, and the
@@ -52,15 +54,21 @@ def load_set(data: Path = DEFAULT_DATA) -> list[Item]:
                  load_uem(w.with_suffix(".uem"))[w.stem]) for w in sorted(data.glob("*.wav"))]
 
 
-def load_sim(n: int, first_seed: int = 0, data: Path = SHARED) -> list[Item]:
-    """Simulated recordings (scored over their whole length)."""
+SHORT = {"speakers": (2, 4), "duration_s": (20.0, 60.0)}  # the short-clip set: a class demo, a phone call
+
+
+def load_sim(n: int, first_seed: int = 0, data: Path = SHARED, **settings) -> list[Item]:
+    """Simulated recordings (scored over their whole length); ``settings`` override ``SimSettings``."""
+    from dataclasses import replace
+
     from pyannote.core import Segment, Timeline
     from ser.analysis import to_annotation
-    from ser.simulate import speaker_pool, simulate
+    from ser.simulate import SimSettings, speaker_pool, simulate
     pool = speaker_pool(data)
+    sim = replace(SimSettings(), **settings)
     out = []
     for seed in range(first_seed, first_seed + n):
-        s = simulate(pool, seed)
+        s = simulate(pool, seed, sim)
         out.append(Item(s.uri, s.y, to_annotation(s.turns, s.uri),
                         Timeline([Segment(0, len(s.y) / 16000)], uri=s.uri), s.info))
     return out
@@ -130,6 +138,8 @@ PROTOCOL = {
            "ASED, EmoDB and RAVDESS, 1-5 min, 0-19 % overlap, noise, reverberation; the default settings were "
            "chosen on it",
     "check": "20 more simulated conversations (seeds 1000-1019), never tuned on",
+    "short": "40 short simulated conversations (seeds 3000-3039) of 2-4 speakers, 20-60 s, otherwise as the "
+             "development set; never tuned on",
     "real": "the six real 30-s recordings of ../shared/data/diarization (AMI far-field excerpts and pyannote's "
             "sample, 2-4 speakers), UEM applied; not used to choose settings",
 }
@@ -162,6 +172,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--sim", type=int, default=40, help="simulated development recordings (0: none)")
     ap.add_argument("--check", type=int, default=20, help="simulated check recordings, seeds 1000… (0: none)")
+    ap.add_argument("--short", type=int, default=40, help="short simulated recordings (20-60 s, 2-4 speakers), "
+                    "seeds 3000… (0: none)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="BuiltinSettings overrides")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diarization.json")
     ap.add_argument("--card", action="store_true", help="write the headline figures into models/diarization/card.json")
@@ -180,6 +192,8 @@ def main() -> None:
         sets["sim"] = lambda: load_sim(args.sim, 0)
     if args.check:
         sets["check"] = lambda: load_sim(args.check, 1000)
+    if args.short:
+        sets["short"] = lambda: load_sim(args.short, 3000, **SHORT)
     for name, load in sets.items():
         items = load()
         if not items:

@@ -112,7 +112,7 @@ else:
                  hide_index=True, width="stretch", key="models_diarizer_networks")
     dm = dcard.get("metrics") or {}
     names = {"sim": "Simulated conversations (tuned on)", "check": "Simulated conversations (never tuned on)",
-             "real": "Real recordings (AMI, pyannote sample)"}
+             "short": "Short simulated clips, 20-60 s (never tuned on)", "real": "Real recordings (AMI, pyannote sample)"}
     if dm.get("sets"):
         st.dataframe([{"Set": names.get(k, k), "Recordings": v["recordings"], "DER": f"{v['der']:.3f}",
                        "missed": f"{v['missed']:.3f}", "false alarm": f"{v['false_alarm']:.3f}",
