@@ -112,12 +112,14 @@ else:
                  hide_index=True, width="stretch", key="models_diarizer_networks")
     dm = dcard.get("metrics") or {}
     names = {"sim": "Simulated conversations (tuned on)", "check": "Simulated conversations (never tuned on)",
-             "short": "Short simulated clips, 20-60 s (never tuned on)", "real": "Real recordings (AMI, pyannote sample)"}
+             "short": "Short simulated clips, 20-60 s (never tuned on)",
+             "real": "Real recordings (AMI, pyannote sample)"}
     if dm.get("sets"):
         st.dataframe([{"Set": names.get(k, k), "Recordings": v["recordings"], "DER": f"{v['der']:.3f}",
                        "missed": f"{v['missed']:.3f}", "false alarm": f"{v['false_alarm']:.3f}",
                        "confusion": f"{v['confusion']:.3f}", "speaker count exact": f"{v['count_exact']:.0%}",
-                       "DER, no collar": f"{v['der_collar_0']:.3f}", "DER, true count given": f"{v['der_oracle_count']:.3f}"}
+                       "DER, no collar": f"{v['der_collar_0']:.3f}",
+                       "DER, true count given": f"{v['der_oracle_count']:.3f}"}
                       for k, v in dm["sets"].items()], hide_index=True, width="stretch", key="models_diarizer_der")
         st.caption("Diarization error rate (lower is better): the share of speech missed, falsely detected or given "
                    "to the wrong speaker, with a 0.25-s forgiveness collar at each turn edge, overlapped speech "

@@ -214,8 +214,8 @@ def optimise() -> torch.nn.Module:
     """Prepare CAM++ for serving: traced, batch norms folded into the convolutions and weights laid
     out for oneDNN (``torch.jit.optimize_for_inference``). On this 2-core CPU that takes a 30-s
     clip's embeddings from about 0.38 to 0.30 s and an hour's diarization from RTF 0.016 to 0.014,
-    equal to the eager network within 1e-5; it costs about 3 s to build
-    (docs/diarization.md, bench/results/diarization_speed.json). The servers' background warm-up builds it; a one-off
+    equal to the eager network within 1e-5; it costs about 3 s to build (docs/diarization.md,
+    bench/results/diarization_speed.json). The servers' background warm-up builds it; a one-off
     command keeps the eager network, which starts faster. If tracing fails the eager one stays."""
     global _FAST
     model = load()

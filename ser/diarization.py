@@ -336,8 +336,9 @@ def diarizer_card() -> dict:
 
 
 def warm_up() -> None:
-    """Load the diarization networks (segmentation-3.0, CAM++, one silero instance) and run each once,
-    so that the first recording after a server starts does not pay for it."""
+    """Load the diarization networks (segmentation-3.0, CAM++ optimised for serving, one silero
+    instance) and run each once, so that the first recording after a server starts does not pay
+    for it; later recordings embed faster (:func:`ser.campplus.optimise`)."""
     import torch
 
     from . import campplus, segmentation
