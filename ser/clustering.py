@@ -2,7 +2,15 @@
 
 ``cluster_windows`` is what ``ser.diarization`` calls: average-linkage clustering cut at a
 cosine similarity (the default) or spectral clustering with the eigengap count, then
-merging of clusters that are too similar (spectral) or carry too little speech.
+merging of clusters that carry too little speech (or, spectral, are too similar).
+
+With at least ``refine_min_speech_s`` of speech, average linkage runs on a *refined*
+similarity instead of the plain cosine: each window keeps only its most similar
+``refine_share`` of the others (its neighbourhood), and two windows count as alike also
+when their neighbourhoods are alike (the cosine between their rows of the pruned affinity,
+mixed half and half with their own cosine). A speaker whose acted moods form two groups is
+held together by the windows both groups are near; two calm voices that are close on
+average but never share neighbours come apart (docs/diarization.md has the figures).
 """
 
 from __future__ import annotations
@@ -84,11 +92,37 @@ def _laplacian_eig(vecs: np.ndarray, prune: float, m: int):
     return eigh(L, subset_by_index=[0, m - 1], driver="evr")
 
 
-def _ahc(vecs: np.ndarray, threshold: float, k: int | None = None) -> np.ndarray:
-    """Average-linkage clustering on cosine similarity: cut where clusters are less similar than
-    ``threshold`` (or into exactly ``k`` clusters)."""
+def refined_similarity(vecs: np.ndarray, share: float, mix: float) -> np.ndarray:
+    """Window-to-window similarity: ``mix`` × the cosine between the windows' neighbourhood
+    profiles + (1 − ``mix``) × their own cosine. A profile is a row of the cosine affinity that
+    keeps each window's ``share`` most similar windows (negatives cut to 0), symmetrised."""
+    X = np.asarray(vecs, dtype=np.float32)
+    S = X @ X.T
+    n = len(S)
+    keep = min(n, max(2, int(np.ceil(share * n))))
+    thr = np.partition(S, n - keep, axis=1)[:, n - keep][:, None]
+    A = np.where(S >= thr, np.maximum(S, 0.0), 0.0)
+    A = np.maximum(A, A.T)
+    A /= np.linalg.norm(A, axis=1, keepdims=True) + 1e-9
+    out = A @ A.T
+    out *= mix
+    out += (1.0 - mix) * S
+    return out
+
+
+def _ahc(vecs: np.ndarray, threshold: float, k: int | None = None, *,
+         similarity: np.ndarray | None = None) -> np.ndarray:
+    """Average-linkage clustering on cosine similarity (or on a given ``similarity`` matrix): cut
+    where clusters are less similar than ``threshold`` (or into exactly ``k`` clusters)."""
     from scipy.cluster.hierarchy import fcluster, linkage
-    Z = linkage(vecs, method="average", metric="cosine")
+    if similarity is None:
+        Z = linkage(vecs, method="average", metric="cosine")
+    else:
+        from scipy.spatial.distance import squareform
+        D = np.clip(1.0 - similarity, 0.0, None).astype(np.float64)
+        D = (D + D.T) / 2
+        np.fill_diagonal(D, 0.0)
+        Z = linkage(squareform(D, checks=False), method="average")
     if k is not None:
         lab = fcluster(Z, t=k, criterion="maxclust")
     else:
@@ -108,12 +142,15 @@ def cluster_windows(V: np.ndarray, s: Any, exact: int | None, lo: int, hi: int,
     # a speaker talks at least min_cluster_s, or min_cluster_share of a short recording's speech
     kw = {"min_windows": min(s.min_cluster_s, s.min_cluster_share * float(seconds.sum())), "weights": seconds}
     if s.clustering == "ahc":
+        thr, sim = s.merge_similarity, None
+        if float(seconds.sum()) >= s.refine_min_speech_s:
+            thr, sim = s.refined_similarity, refined_similarity(V, s.refine_share, s.refine_mix)
         if exact is not None:
-            return _ahc(V, s.merge_similarity, min(exact, n))
-        labels = _ahc(V, s.merge_similarity)
+            return _ahc(V, thr, min(exact, n), similarity=sim)
+        labels = _ahc(V, thr, similarity=sim)
         k = int(labels.max()) + 1
         if k < lo or k > hi:
-            labels = _ahc(V, s.merge_similarity, int(np.clip(k, lo, min(hi, n))))
+            labels = _ahc(V, thr, int(np.clip(k, lo, min(hi, n))), similarity=sim)
         return _merge_clusters(V, labels, 1.01, lo, hi, **kw)
     if exact is not None:
         return _spectral(V, exact, s.prune)

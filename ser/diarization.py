@@ -9,9 +9,10 @@ as safetensors (pyannote segmentation-3.0, MIT; CAM++ from 3D-Speaker, Apache-2.
 2. speaker embeddings: CAM++ on ``window_s`` windows every ``hop_s`` inside speech (every
    ``long_hop_s`` for recordings longer than ``dense_max_s``, to keep an hour fast);
 3. clustering: average-linkage clustering of the windows cut where clusters are less
-   similar than ``merge_similarity``, a speaker with under ``min_cluster_s`` of speech
-   joining the nearest one (or the count you give / bound); ``clustering="spectral"``
-   keeps the eigengap method;
+   similar than ``merge_similarity`` (with a minute of speech or more, on the refined
+   neighbourhood similarity of ``ser.clustering``, cut at ``refined_similarity``), a
+   speaker with under ``min_cluster_s`` of speech joining the nearest one (or the count you
+   give / bound); ``clustering="spectral"`` keeps the eigengap method;
 4. resegmentation: every 10 ms speech frame takes the speaker whose centroid is most
    similar to the windows covering it, smoothed over ``smoothing_s``; where
    segmentation-3.0 hears two people (``overlap``), the second most similar speaker is
@@ -95,6 +96,10 @@ class BuiltinSettings:
     long_hop_s: float = 1.5  # … longer ones every long_hop_s (diarization RTF ≤ 0.02 at 60 min)
     clustering: str = "ahc"  # average linkage cut at merge_similarity, or "spectral" (eigengap, then merges)
     merge_similarity: float = 0.35  # clusters less similar than this (cosine) are different speakers
+    refine_min_speech_s: float = 60.0  # with this much speech, cluster on the refined similarity …
+    refine_share: float = 0.3  # … each window's neighbourhood: its most similar 30 % of the windows
+    refine_mix: float = 0.5  # … half neighbourhood likeness, half the windows' own cosine
+    refined_similarity: float = 0.40  # … cut there (ser.clustering.refined_similarity)
     overcluster: int = 0  # spectral: start from the eigengap count plus this many, then merge
     prune: float = 0.3  # spectral: keep this fraction of the strongest affinities per row
     min_cluster_s: float = 6.0  # a "speaker" with less speech than this joins the nearest one …

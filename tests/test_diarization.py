@@ -221,13 +221,16 @@ def test_importing_silero_keeps_the_thread_count():
     assert torch.get_num_threads() == before
 
 
-@pytest.mark.parametrize("method", ["spectral", "ahc"])
-def test_counting_honours_exact_and_min_max(method):
+@pytest.mark.parametrize("method, refine_from_s", [("spectral", 60.0), ("ahc", 60.0), ("ahc", 1e9)])
+def test_counting_honours_exact_and_min_max(method, refine_from_s):
+    """4 speakers × 30 windows of 0.75 s = 90 s of speech: average linkage runs on the refined
+    similarity by default (≥ 60 s), on the plain cosine when refining is set beyond it."""
     from dataclasses import replace
     from ser.diarization import BuiltinSettings, cluster_windows
     rng = np.random.default_rng(3)
     X, truth = _blobs([rng.standard_normal(32) for _ in range(4)], 30, 0.08)
-    s = replace(BuiltinSettings(), clustering=method, min_cluster_s=1.0, hop_s=0.75)
+    s = replace(BuiltinSettings(), clustering=method, min_cluster_s=1.0, hop_s=0.75,
+                refine_min_speech_s=refine_from_s)
     auto = cluster_windows(X, s, None, 1, 10)
     assert len(np.unique(auto)) == 4
     assert all(len(np.unique(auto[truth == k])) == 1 for k in range(4))
@@ -235,6 +238,33 @@ def test_counting_honours_exact_and_min_max(method):
     assert len(np.unique(cluster_windows(X, s, 6, 1, 10))) == 6
     assert len(np.unique(cluster_windows(X, s, None, 5, 8))) == 5
     assert len(np.unique(cluster_windows(X, s, None, 1, 3))) == 3
+
+
+def test_refined_similarity_keeps_neighbourhoods_and_is_used_from_a_minute_of_speech(monkeypatch):
+    from dataclasses import replace
+
+    import ser.clustering as clustering
+    from ser.diarization import BuiltinSettings, cluster_windows
+    rng = np.random.default_rng(4)
+    common = rng.standard_normal(32)  # voices share a direction: different speakers at cosine ~0.5
+    X, truth = _blobs([common + rng.standard_normal(32) for _ in range(3)], 30, 0.4)
+    S = clustering.refined_similarity(X, 0.3, 0.5)
+    cos = X @ X.T
+    assert S.shape == (90, 90) and np.allclose(S, S.T, atol=1e-5)
+    assert np.allclose(clustering.refined_similarity(X, 0.3, 0.0), cos, atol=1e-5)
+    same = truth[:, None] == truth[None, :]
+    off = ~np.eye(90, dtype=bool)
+    # neighbourhoods of one blob overlap, of two blobs do not: the refined gap is wider than the cosine's
+    assert S[same & off].mean() - S[~same].mean() > cos[same & off].mean() - cos[~same].mean() + 0.2
+    calls = []
+    real = clustering.refined_similarity
+    monkeypatch.setattr(clustering, "refined_similarity", lambda *a: calls.append(len(a[0])) or real(*a))
+    s = replace(BuiltinSettings(), min_cluster_s=1.0)
+    cluster_windows(X, s, None, 1, 10, np.full(90, 0.5))  # 45 s of speech: plain cosine
+    assert calls == []
+    labels = cluster_windows(X, s, None, 1, 10, np.full(90, 1.0))  # 90 s: refined
+    assert calls == [90]
+    assert len(np.unique(labels)) == 3 and all(len(np.unique(labels[truth == k])) == 1 for k in range(3))
 
 
 def test_a_short_clip_takes_the_short_clip_path():
