@@ -533,8 +533,9 @@ def _assign_segmented(emb: Embeddings, s: BuiltinSettings, exact: int | None, lo
     V = loc.vectors
     if len(V) == 0:
         return []
-    labels = cluster_windows(V, replace(s, hop_s=s.segmentation_step_s), exact, lo, hi) if len(V) > 1 \
-        else np.zeros(1, np.int64)
+    # the refined similarity was measured on windows only: local speakers keep the plain cosine
+    ss = replace(s, hop_s=s.segmentation_step_s, refine_min_speech_s=float("inf"))
+    labels = cluster_windows(V, ss, exact, lo, hi) if len(V) > 1 else np.zeros(1, np.int64)
     K = int(labels.max()) + 1
     C = np.stack([V[labels == k].mean(0) for k in range(K)])
     C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
