@@ -67,6 +67,7 @@ def run_analysis(path: Path, out_dir: Path, threads: int | None) -> dict:
     env = dict(os.environ, PYANNOTE_METRICS_ENABLED="0", HF_HUB_OFFLINE="1")
     if threads:
         env["SER_THREADS"] = str(threads)
+    (out_dir / f"{path.stem}.json").unlink(missing_ok=True)  # else `ser analyze` resumes: skips a finished file
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, "-m", "ser.cli", "analyze", str(path), "--format", "json", "--out",
