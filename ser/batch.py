@@ -139,14 +139,33 @@ def safe_stem(stem: str) -> str:
     return clean
 
 
+def _expected_diarizer(opts: BatchOptions) -> dict | None:
+    """The builtin diarizer's settings as an Analysis JSON records them (None: not checked —
+    a pyannote pipeline's are only known once it is loaded)."""
+    if opts.diarizer != "builtin":
+        return None
+    from .diarization import BuiltinDiarizer
+    return json.loads(json.dumps(BuiltinDiarizer().settings()))
+
+
 def is_done(json_path: Path, opts: BatchOptions) -> bool:
+    """Whether ``json_path`` holds a finished analysis made with these options by this version
+    of ser and of the builtin diarizer (a resumed batch after an upgrade re-analyses, instead of
+    keeping results an older diarizer made)."""
     if not json_path.is_file():
         return False
     try:
         d = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return d.get("provenance", {}).get("batch_options") == opts.key()
+    prov = d.get("provenance", {}) if isinstance(d, dict) else {}
+    if prov.get("batch_options") != opts.key():
+        return False
+    from . import __version__
+    if prov.get("ser_version") != __version__:
+        return False
+    expected = _expected_diarizer(opts)
+    return expected is None or prov.get("diarizer") == expected
 
 
 def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, stem: str | None = None,

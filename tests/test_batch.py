@@ -98,6 +98,19 @@ def test_analyze_file_is_pure_and_marks_done(tmp_path, tiny_model_dir):
     assert row["status"] == "ok" and row["speakers"] == 1
     assert is_done(tmp_path / "out" / "clip00.json", opts)
     assert not is_done(tmp_path / "out" / "clip00.json", BatchOptions(model=str(tiny_model_dir), num_speakers=2))
+    # a result made by another diarizer version or another ser is not "done": a resumed batch redoes it
+    done = tmp_path / "out" / "clip00.json"
+    original = done.read_text()
+    d = json.loads(original)
+    d["provenance"]["diarizer"]["merge_similarity"] = 0.5
+    done.write_text(json.dumps(d))
+    assert not is_done(done, opts)
+    d = json.loads(original)
+    d["provenance"]["ser_version"] = "0.0.1"
+    done.write_text(json.dumps(d))
+    assert not is_done(done, opts)
+    done.write_text(original)
+    assert is_done(done, opts)
     bad = analyze_file(tmp_path / "in" / "broken.wav", tmp_path / "out", opts)
     assert bad["status"] == "error" and "broken.wav" in bad["error"]
     assert output_stem(tmp_path / "in" / "a" / "b.wav", tmp_path / "in") == "a__b"
