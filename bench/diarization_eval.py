@@ -139,9 +139,11 @@ PROTOCOL = {
            "chosen on it",
     "check": "20 more simulated conversations (seeds 1000-1019), never tuned on",
     "short": "40 short simulated conversations (seeds 3000-3039) of 2-4 speakers, 20-60 s, otherwise as the "
-             "development set; never tuned on",
+             "development set; never tuned on (but seen when deciding that under a minute of speech keeps the "
+             "plain cosine, docs/diarization.md)",
     "real": "the six real 30-s recordings of ../shared/data/diarization (AMI far-field excerpts and pyannote's "
-            "sample, 2-4 speakers), UEM applied; not used to choose settings",
+            "sample, 2-4 speakers), UEM applied; not used to tune settings (but seen when deciding that under a "
+            "minute of speech keeps the plain cosine, docs/diarization.md)",
 }
 
 

@@ -172,9 +172,15 @@ try:
         if label_set != model.card.label_set:
             analysis = relabel(analysis, label_set)
         t = analysis.provenance["timings_s"]
-        status.update(label=f"Analysed {analysis.duration_s:.1f} s in {t['total_s']:.1f} s "
-                            f"(diarization {t['diarization_s']:.1f} s, emotion {t['emotion_s']:.1f} s)",
-                      state="complete")
+        reused = analysis.provenance.get("reused_stages", [])
+        if {"turns", "emotion"} <= set(reused):  # nothing computed: say so rather than "in 0.0 s"
+            label = (f"Analysed {analysis.duration_s:.1f} s: already analysed on this server with these settings, "
+                     "shown from its cache")
+        else:
+            label = (f"Analysed {analysis.duration_s:.1f} s in {t['total_s']:.1f} s "
+                     f"(diarization {t['diarization_s']:.1f} s, emotion {t['emotion_s']:.1f} s)"
+                     + (f"; reused from this server's cache: {', '.join(reused)}" if reused else ""))
+        status.update(label=label, state="complete")
 except SERError as exc:
     chart_slot.empty()
     status.update(label="Not analysed", state="error")

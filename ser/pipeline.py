@@ -141,18 +141,26 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     timings["decode_s"] = time.perf_counter() - t0
     progress("decoding", 1.0)
 
+    reused: list[str] = []  # stages this call took from the cache instead of computing
+
+    def stage(name: str, key: Hashable, fn: Callable[[], Any]) -> Any:
+        ran: list[bool] = []
+        out = cache.get_or_compute(name, key, lambda: ran.append(True) or fn())
+        if not ran:
+            reused.append(name)
+        return out
+
     dia = get_diarizer(diarizer) if isinstance(diarizer, str) else diarizer
     dia_settings = dia.settings()
     counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
     t0 = time.perf_counter()
     if isinstance(dia, BuiltinDiarizer):
-        emb = cache.get_or_compute("embeddings", (digest, _key(dia_settings)),
-                                   lambda: dia.embed(y, sr, progress=progress))
-        turns = cache.get_or_compute("turns", (digest, _key(dia_settings), _key(counts)),
-                                     lambda: dia.assign(emb, progress=progress, **counts))
+        emb = stage("embeddings", (digest, _key(dia_settings)), lambda: dia.embed(y, sr, progress=progress))
+        turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
+                      lambda: dia.assign(emb, progress=progress, **counts))
     else:
-        turns = cache.get_or_compute("turns", (digest, _key(dia_settings), _key(counts)),
-                                     lambda: dia(y, sr, progress=progress, **counts))
+        turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
+                      lambda: dia(y, sr, progress=progress, **counts))
     timings["diarization_s"] = time.perf_counter() - t0
 
     em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
@@ -187,8 +195,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         return p.astype(np.float32), adapted, reports
 
     turns_key = _key([(t.start_s, t.end_s, t.speaker) for t in turns])
-    probs, adapted, adapt_reports = cache.get_or_compute("emotion", (digest, model_key, window_s, hop_s, turns_key,
-                                                                     adapt), score)
+    probs, adapted, adapt_reports = stage("emotion", (digest, model_key, window_s, hop_s, turns_key, adapt), score)
     timings["emotion_s"] = time.perf_counter() - t0
 
     from .adapt import adapted_margin, summary
@@ -226,6 +233,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         "no_speech": len(turns) == 0,
         "unscored_turns": unscored,
         "min_turn_s_scored": em.card.min_duration_s,
+        "reused_stages": reused,  # e.g. ["embeddings", "turns", "emotion"]: shown from an earlier analysis
         "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
                       "total_s": round(time.perf_counter() - t_start, 3)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -94,13 +94,18 @@ def test_changing_counts_or_model_reuses_unchanged_stages(tiny_model_dir, speech
     cache = StageCache()
     from ser.diarization import BuiltinDiarizer
     dia = BuiltinDiarizer()
-    analyze(_audio(y), diarizer=dia, model=tiny_model_dir, device="cpu", cache=cache)
+    first = analyze(_audio(y), diarizer=dia, model=tiny_model_dir, device="cpu", cache=cache)
     assert cache.misses == {"embeddings": 1, "turns": 1, "emotion": 1}
-    analyze(_audio(y), diarizer=dia, model=tiny_model_dir, device="cpu", cache=cache, num_speakers=2)
-    assert cache.hits.get("embeddings") == 1 and cache.misses["turns"] == 2
+    assert first.provenance["reused_stages"] == []
+    again = analyze(_audio(y), diarizer=dia, model=tiny_model_dir, device="cpu", cache=cache)
+    assert again.provenance["reused_stages"] == ["embeddings", "turns", "emotion"]
+    assert cache.misses == {"embeddings": 1, "turns": 1, "emotion": 1}
+    two = analyze(_audio(y), diarizer=dia, model=tiny_model_dir, device="cpu", cache=cache, num_speakers=2)
+    assert cache.hits.get("embeddings") == 2 and cache.misses["turns"] == 2
+    assert two.provenance["reused_stages"][0] == "embeddings" and "turns" not in two.provenance["reused_stages"]
     emotion_misses = cache.misses["emotion"]  # 1 or 2: the same turns are not rescored
     analyze(_audio(y), diarizer=dia, model=other, device="cpu", cache=cache, num_speakers=2)
-    assert cache.hits.get("turns") == 1 and cache.misses["embeddings"] == 1
+    assert cache.hits.get("turns") == 2 and cache.misses["embeddings"] == 1
     assert cache.misses["emotion"] == emotion_misses + 1
 
 
