@@ -148,10 +148,21 @@ def _expected_diarizer(opts: BatchOptions) -> dict | None:
     return json.loads(json.dumps(BuiltinDiarizer().settings()))
 
 
+def _expected_model(opts: BatchOptions) -> str | None:
+    """The emotion model's fingerprint (card + weights) as an Analysis JSON records it."""
+    from .errors import ModelError
+    from .models import model_fingerprint, resolve_model_dir
+    try:
+        return model_fingerprint(resolve_model_dir(opts.model))
+    except (ModelError, OSError):
+        return "missing"  # never equal to a recorded one: the file is analysed again (and the error reported)
+
+
 def is_done(json_path: Path, opts: BatchOptions) -> bool:
     """Whether ``json_path`` holds a finished analysis made with these options by this version
-    of ser and of the builtin diarizer (a resumed batch after an upgrade re-analyses, instead of
-    keeping results an older diarizer made)."""
+    of ser, of the builtin diarizer and of the emotion model (card and weights: a resumed batch
+    after an upgrade or a retraining re-analyses, instead of keeping results an older diarizer or
+    model made)."""
     if not json_path.is_file():
         return False
     try:
@@ -163,6 +174,8 @@ def is_done(json_path: Path, opts: BatchOptions) -> bool:
         return False
     from . import __version__
     if prov.get("ser_version") != __version__:
+        return False
+    if (prov.get("model") or {}).get("fingerprint") != _expected_model(opts):
         return False
     expected = _expected_diarizer(opts)
     return expected is None or prov.get("diarizer") == expected

@@ -409,6 +409,19 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     )
 
 
+def model_fingerprint(folder: str | Path) -> str:
+    """A short content hash of a model folder's card and weights: what a resumed batch compares,
+    so a model retrained into the same folder (same name and version) is not taken for the old one."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in (CARD_FILE, WEIGHTS_FILE):
+        with open(Path(folder) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 def available_models() -> list[str]:
     """Emotion model folders under ``models/`` (``models/diarization`` holds the diarizer's networks)."""
     if not MODELS_DIR.is_dir():
@@ -441,6 +454,15 @@ class EmotionModel:
     @property
     def id(self) -> str:
         return f"{self.card.name}@{self.card.ser_version}"
+
+    @property
+    def fingerprint(self) -> str | None:
+        """:func:`model_fingerprint` of the folder it was loaded from (None for an in-memory model)."""
+        if self.path is None:
+            return None
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = model_fingerprint(self.path)
+        return self._fingerprint
 
     def prepare(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
         """Validate rate and length, trim leading/trailing silence as in training."""

@@ -223,7 +223,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         "model": {"id": em.id, "name": em.card.name, "architecture": em.card.architecture,
                   "label_set": em.card.label_set, "temperature": em.card.temperature,
                   "uncertain_margin": em.card.uncertain_margin, "path": str(em.path) if em.path else None,
-                  "device": str(em.device)},
+                  "fingerprint": em.fingerprint, "device": str(em.device)},
         "diarizer": dia_settings,
         "speaker_counts": counts,
         "window_s": window_s, "hop_s": hop_s,

@@ -116,6 +116,27 @@ def test_analyze_file_is_pure_and_marks_done(tmp_path, tiny_model_dir):
     assert output_stem(tmp_path / "in" / "a" / "b.wav", tmp_path / "in") == "a__b"
 
 
+def test_a_model_retrained_into_the_same_folder_is_not_taken_for_the_old_one(tmp_path, tiny_model_dir):
+    import shutil
+
+    import torch
+
+    from ser.models import ModelCard, build_model, save_model
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    _corpus(tmp_path / "in", 1)
+    opts = BatchOptions(model=str(model), num_speakers=1, formats=("json",))
+    assert analyze_file(tmp_path / "in" / "clip00.wav", tmp_path / "out", opts)["status"] == "ok"
+    done = tmp_path / "out" / "clip00.json"
+    assert len(json.loads(done.read_text())["provenance"]["model"]["fingerprint"]) == 16
+    assert is_done(done, opts)
+    card = ModelCard.from_dict(json.loads((model / "card.json").read_text()))
+    torch.manual_seed(1)  # same name, version and card, other weights
+    save_model(build_model("sercnn", card.feature_config, len(card.labels), **card.arch_args).eval(), card,
+               model)
+    assert not is_done(done, opts)
+
+
 def _descendants(pid: int) -> set[int]:
     """Every live process below ``pid`` (from /proc's parent links)."""
     from pathlib import Path
