@@ -124,7 +124,7 @@ def _predict_adapted(model, files: list[str], args: argparse.Namespace) -> int:
 def read_speakers(spec: str | None, files: list[str]) -> dict[str, str]:
     """The speaker of each file for ``--adapt speaker``: ``folder`` (each file's parent folder) or
     a CSV with ``file`` and ``speaker`` columns (``file`` as given, or its base name)."""
-    import csv
+    from .datasets import read_csv_table
 
     if not spec:
         raise SERError("--adapt speaker needs --speakers: 'folder' (each file's parent folder is its speaker) "
@@ -134,11 +134,7 @@ def read_speakers(spec: str | None, files: list[str]) -> dict[str, str]:
     path = Path(spec)
     if not path.is_file():
         raise SERError(f"--speakers {spec}: no such file (give a CSV with columns file,speaker, or 'folder').")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"file", "speaker"} <= set(reader.fieldnames):
-            raise SERError(f"{spec} needs a header with columns file,speaker (found {reader.fieldnames}).")
-        table = {row["file"]: row["speaker"] for row in reader}
+    table = {row["file"]: row["speaker"] for row in read_csv_table(path, ("file", "speaker"))}
     out, missing = {}, []
     for f in files:
         s = table.get(f, table.get(Path(f).name))

@@ -255,20 +255,36 @@ def read_folder_csv(csv_path: str | Path) -> list[Utterance]:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"{csv_path} is not a file; pass a CSV with columns path,label,speaker.")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise DataError(f"{csv_path} needs the columns 'path' and 'label' (and optionally 'speaker', 'gender').")
-        items = []
-        for n, row in enumerate(reader, start=2):
-            label = row["label"].strip().lower()
-            if label not in EMOTIONS:
-                raise DataError(f"{csv_path}, line {n}: label {label!r} is not one of {', '.join(EMOTIONS)}.")
-            gender = (row.get("gender") or "").strip().lower() or None
-            items.append(Utterance((csv_path.parent / row["path"]).resolve(), label,
-                                   f"csv:{(row.get('speaker') or '').strip() or Path(row['path']).stem}",
-                                   gender if gender in ("male", "female") else None, "csv"))
+    items = []
+    for n, row in enumerate(read_csv_table(csv_path, ("path", "label"), "(and optionally 'speaker', 'gender')"),
+                            start=2):
+        label = (row["label"] or "").strip().lower()
+        if label not in EMOTIONS:
+            raise DataError(f"{csv_path}, line {n}: label {label!r} is not one of {', '.join(EMOTIONS)}.")
+        gender = (row.get("gender") or "").strip().lower() or None
+        items.append(Utterance((csv_path.parent / row["path"]).resolve(), label,
+                               f"csv:{(row.get('speaker') or '').strip() or Path(row['path']).stem}",
+                               gender if gender in ("male", "female") else None, "csv"))
     return _require(items, csv_path, "CSV-listed", Counter())
+
+
+def read_csv_table(path: str | Path, columns: Sequence[str], hint: str = "") -> list[dict[str, str]]:
+    """The rows of a user's CSV that must have ``columns`` in its header (extra columns are kept).
+
+    Read as UTF-8 with or without a byte-order mark (spreadsheets write one); a missing column or
+    a file that is not text is a :class:`DataError` naming what was found."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            found = [c.strip() for c in reader.fieldnames or []]
+            if not set(columns) <= set(found):
+                need = ", ".join(repr(c) for c in columns)
+                raise DataError(f"{path} needs a header with the columns {need}{' ' + hint if hint else ''} "
+                                f"(found {found or 'no header'}).")
+            return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a UTF-8 text CSV ({exc.reason} at byte {exc.start}).") from exc
 
 
 READERS: dict[str, Callable[[str | Path], list[Utterance]]] = {

@@ -77,8 +77,14 @@ def test_folder_csv(tmp_path):
     with pytest.raises(DataError, match=r"line 2: label 'bored' is not one of"):
         read_folder_csv(tmp_path / "bad.csv")
     (tmp_path / "nocols.csv").write_text("file,emotion\nx.wav,sad\n")
-    with pytest.raises(DataError, match="needs the columns 'path' and 'label'"):
+    with pytest.raises(DataError, match=r"needs a header with the columns 'path', 'label'.*found \['file', 'emotion'\]"):
         read_folder_csv(tmp_path / "nocols.csv")
+    # a spreadsheet's CSV starts with a byte-order mark and may pad the header
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfpath, label\r\nclips/x.wav,Angry\r\n")
+    assert [u.label for u in read_folder_csv(tmp_path / "excel.csv")] == ["angry"]
+    (tmp_path / "latin1.csv").write_bytes("path,label,speaker\nclips/x.wav,sad,Jos\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not a UTF-8 text CSV"):
+        read_folder_csv(tmp_path / "latin1.csv")
 
 
 def test_errors_name_the_problem(tmp_path):
