@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	.venv/bin/streamlit run app.py
+	.venv/bin/python scripts/serve.py
 
 test: setup
 	.venv/bin/python -m pytest -q -p no:cacheprovider

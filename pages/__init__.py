@@ -16,8 +16,8 @@ def get_model(name: str, device: str):
 
 @st.cache_resource(show_spinner=False)
 def warm_start():
-    """Once per server process, in the background: warm the diarizer, load the default model and
-    analyse the emotion demo with the Analyze page's default settings, so that the first visitor's
+    """Once per server process, in the background: warm the diarizer, load the default model (into
+    ``get_model``'s cache, so the first visitor's page finds it loaded) and analyse the emotion demo with the Analyze page's default settings, so that the first visitor's
     first screen (the analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
     import os
     import threading
@@ -28,6 +28,9 @@ def warm_start():
     def run() -> None:
         from pathlib import Path
 
+        import time
+
+        t0 = time.perf_counter()
         try:
             from ser.audio import load_audio
             from ser.diarization import warm_up
@@ -35,7 +38,9 @@ def warm_start():
 
             warm_up()  # the diarization networks, CAM++ optimised for serving, as the API does at start
             demo = Path(__file__).resolve().parent.parent / "assets" / "demo_emotions.flac"
-            analyze(load_audio(demo.read_bytes(), name=demo.name), model="default", device="auto", name=demo.name)
+            model = get_model("default", "auto")  # the same cached model the pages then use
+            analyze(load_audio(demo.read_bytes(), name=demo.name), model=model, name=demo.name)
+            print(f"ser: warmed up in {time.perf_counter() - t0:.1f} s (models loaded, demo analysed)", flush=True)
         except Exception as exc:  # a warm-up that fails only means the first visitor waits
             print(f"ser: warming the demo failed ({exc}); the first analysis will be slower", flush=True)
 

@@ -29,11 +29,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+def start_app(port: int, *, log=None, warm: bool = True) -> subprocess.Popen:
+    """The dashboard as ``make run`` starts it (scripts/serve.py: warmed at start unless ``warm``
+    is False), on ``port``; its output goes to the open file ``log`` (default: discarded)."""
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "SER_WARM_DEMO": "1" if warm else "0"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     for _ in range(120):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()

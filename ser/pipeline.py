@@ -32,35 +32,64 @@ DEFAULT_WINDOW_S = 2.0
 DEFAULT_HOP_S = 1.0
 
 
+class _Flight:
+    """One stage computation in progress: threads that want the same result wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+        self.value: Any = None
+
+
 class StageCache:
     """A small LRU of stage results (embeddings, turns, window scores) per process.
 
-    Shared by concurrent analyses (the API's workers, several dashboard sessions): the
-    dictionary is guarded by a lock, the computation is not (two threads that miss the
-    same key both compute it, and the results are equal).
+    Shared by concurrent analyses (the API's workers, several dashboard sessions, the
+    dashboard's start-up warm-up): the dictionary is guarded by a lock, and a result that
+    another thread is computing right now is waited for instead of computed a second time
+    beside it (on two cores that would make both wait about twice as long). If that other
+    computation fails, the waiting thread computes the stage itself.
     """
 
     def __init__(self, max_items: int = 32):
         self.max_items = max_items
         self._d: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
         self.hits: dict[str, int] = {}
         self.misses: dict[str, int] = {}
 
     def get_or_compute(self, stage: str, key: Hashable, fn: Callable[[], Any]) -> Any:
         k = (stage, key)
-        with self._lock:
-            if k in self._d:
-                self._d.move_to_end(k)
-                self.hits[stage] = self.hits.get(stage, 0) + 1
-                return self._d[k]
-            self.misses[stage] = self.misses.get(stage, 0) + 1
-        value = fn()
-        with self._lock:
-            self._d[k] = value
-            while len(self._d) > self.max_items:
-                self._d.popitem(last=False)
-        return value
+        while True:
+            with self._lock:
+                if k in self._d:
+                    self._d.move_to_end(k)
+                    self.hits[stage] = self.hits.get(stage, 0) + 1
+                    return self._d[k]
+                flight = self._flights.get(k)
+                if flight is None:  # nobody computes it: this thread does
+                    flight = self._flights[k] = _Flight()
+                    self.misses[stage] = self.misses.get(stage, 0) + 1
+                    break
+            flight.done.wait()
+            if flight.ok:
+                with self._lock:
+                    self.hits[stage] = self.hits.get(stage, 0) + 1
+                return flight.value
+            # the computation it waited for failed: try again (compute it here, or wait for another)
+        try:
+            value = fn()
+            flight.value, flight.ok = value, True
+            with self._lock:
+                self._d[k] = value
+                while len(self._d) > self.max_items:
+                    self._d.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._flights.pop(k, None)
+            flight.done.set()
 
     def clear(self) -> None:
         with self._lock:

@@ -173,3 +173,52 @@ def test_cli_analyze_writes_every_format_and_reports_bad_files(tmp_path, tiny_mo
     assert r.returncode == 2 and "Unknown format" in r.stderr and "Traceback" not in r.stderr
     r = _ser("analyze", folder / "talk.flac", "--speakers", "2", "--min-speakers", "1")
     assert r.returncode == 2 and "not allowed with" in r.stderr
+
+
+def test_stage_cache_computes_a_result_once_for_threads_that_want_it_together():
+    import threading
+    import time as _time
+
+    cache, calls, out = StageCache(), [], []
+    started = threading.Event()
+
+    def slow():
+        calls.append(threading.current_thread().name)
+        started.set()
+        _time.sleep(0.3)
+        return {"value": 42}
+
+    first = threading.Thread(target=lambda: out.append(cache.get_or_compute("turns", "k", slow)))
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=lambda: out.append(cache.get_or_compute("turns", "k", slow)))
+    second.start()
+    first.join(5)
+    second.join(5)
+    assert len(calls) == 1 and out[0] is out[1] and out[0] == {"value": 42}
+    assert cache.misses["turns"] == 1 and cache.hits["turns"] == 1
+
+    # a computation that fails does not leave the waiting thread without a result
+    failing = threading.Event()
+
+    def broken():
+        failing.set()
+        _time.sleep(0.2)
+        raise RuntimeError("decoder crashed")
+
+    errors = []
+
+    def run_broken():
+        try:
+            cache.get_or_compute("emotion", "k2", broken)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    a = threading.Thread(target=run_broken)
+    a.start()
+    failing.wait(5)
+    b = threading.Thread(target=lambda: out.append(cache.get_or_compute("emotion", "k2", lambda: "recomputed")))
+    b.start()
+    a.join(5)
+    b.join(5)
+    assert errors == ["decoder crashed"] and out[-1] == "recomputed"
