@@ -29,11 +29,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, *, log=None, warm: bool = True) -> subprocess.Popen:
+def start_app(port: int, *, log=None, warm: bool = True, plain: bool = False) -> subprocess.Popen:
     """The dashboard as ``make run`` starts it (scripts/serve.py: warmed at start unless ``warm``
-    is False), on ``port``; its output goes to the open file ``log`` (default: discarded)."""
+    is False; ``plain``: ``streamlit run app.py`` instead, which warms on the first visit), on
+    ``port``; its output goes to the open file ``log`` (default: discarded)."""
     env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "SER_WARM_DEMO": "1" if warm else "0"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
+    launcher = ["-m", "streamlit", "run", str(ROOT / "app.py")] if plain else [str(ROOT / "scripts" / "serve.py")]
+    proc = subprocess.Popen([sys.executable, *launcher, "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL,
                             stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
