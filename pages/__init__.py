@@ -4,7 +4,17 @@
 gets the same loaded (and warmed-up) model for a name and device.
 """
 
+import contextlib
+
+# Import these in full here, in the thread that runs the page, before warm_start's thread starts:
+# plotly looks pandas and PIL up in sys.modules without importing them, and while the warm-up
+# thread was importing pandas (through pyannote) the first visitor's page found it half-initialised
+# ("partially initialized module 'pandas' has no attribute 'Series'": 1 fresh start in 12).
+import pandas  # noqa: F401
 import streamlit as st
+
+with contextlib.suppress(ImportError):
+    import PIL.Image  # noqa: F401
 
 
 @st.cache_resource(show_spinner="Loading the emotion model…")

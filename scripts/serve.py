@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str]) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` writes every thread's stack to the log
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     import logging
