@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("SER_WARM_DEMO", "0")  # AppTests swap models; scripts/screenshot.start_app (browser tests) opts back in
+os.environ.setdefault("SER_WARM_DEMO", "0")  # AppTests swap models; tests/test_serve.py starts a warmed server
 sys.path.insert(0, str(Path(__file__).parent))
 
 from audiogen import tone  # noqa: E402
