@@ -27,18 +27,18 @@ def get_model(name: str, device: str):
 @st.cache_resource(show_spinner=False)
 def warm_start():
     """Once per server process, in the background: warm the diarizer, load the default model (into
-    ``get_model``'s cache, so the first visitor's page finds it loaded) and analyse the emotion demo with the Analyze page's default settings, so that the first visitor's
-    first screen (the analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
+    ``get_model``'s cache, so the first visitor's page finds it loaded) and analyse the emotion
+    demo with the Analyze page's default settings, so that the first visitor's first screen (the
+    analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
     import os
     import threading
+    import time
 
     if os.environ.get("SER_WARM_DEMO", "1") == "0":
         return None
 
     def run() -> None:
         from pathlib import Path
-
-        import time
 
         t0 = time.perf_counter()
         try:

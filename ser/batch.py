@@ -148,7 +148,7 @@ def _expected_diarizer(opts: BatchOptions) -> dict | None:
     return json.loads(json.dumps(BuiltinDiarizer().settings()))
 
 
-def _expected_model(opts: BatchOptions) -> str | None:
+def _expected_model(opts: BatchOptions) -> str:
     """The emotion model's fingerprint (card + weights) as an Analysis JSON records it."""
     from .errors import ModelError
     from .models import model_fingerprint, resolve_model_dir

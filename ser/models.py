@@ -409,17 +409,26 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     )
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def model_fingerprint(folder: str | Path) -> str:
     """A short content hash of a model folder's card and weights: what a resumed batch compares,
-    so a model retrained into the same folder (same name and version) is not taken for the old one."""
+    so a model retrained into the same folder (same name and version) is not taken for the old one.
+    Remembered per file identity and modification time, so a batch checking thousands of files
+    hashes the weights once."""
     import hashlib
 
-    h = hashlib.sha256()
-    for name in (CARD_FILE, WEIGHTS_FILE):
-        with open(Path(folder) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+    files = [Path(folder) / name for name in (CARD_FILE, WEIGHTS_FILE)]
+    stamp = tuple((str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
+    if stamp not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        _FINGERPRINTS[stamp] = h.hexdigest()[:16]
+    return _FINGERPRINTS[stamp]
 
 
 def available_models() -> list[str]:
@@ -458,11 +467,7 @@ class EmotionModel:
     @property
     def fingerprint(self) -> str | None:
         """:func:`model_fingerprint` of the folder it was loaded from (None for an in-memory model)."""
-        if self.path is None:
-            return None
-        if getattr(self, "_fingerprint", None) is None:
-            self._fingerprint = model_fingerprint(self.path)
-        return self._fingerprint
+        return None if self.path is None else model_fingerprint(self.path)
 
     def prepare(self, y: np.ndarray, sr: int, *, name: str = "the audio") -> np.ndarray:
         """Validate rate and length, trim leading/trailing silence as in training."""
