@@ -8,7 +8,7 @@ import streamlit as st
 st.set_page_config(page_title="ser — speech emotion", page_icon="🎙️", layout="wide")
 
 from pages import only_this, sign_in_gate, warm_start  # noqa: E402
-from ser.models import available_models  # noqa: E402  (torch is imported lazily by load_model)
+from ser.emotion.folder import available_models  # noqa: E402  (torch is imported lazily by load_model)
 
 warm_start()  # the demo analysed in the background, once per server process
 sign_in_gate()  # nothing below is shown to someone who has not signed in, when sign-in is configured

@@ -31,8 +31,8 @@ SHARED = Path(os.environ.get("SER_SHARED", ROOT.parent / "shared")) / "data"
 def build_recording(minutes: float, path: Path, seed: int = 0) -> dict:
     import soundfile as sf
 
-    from ser.audio import load_audio
-    from ser.demo import conversation
+    from ser.audio.decode import load_audio
+    from ser.analysis.demo import conversation
 
     if path.exists():
         info = sf.info(str(path))

@@ -42,7 +42,7 @@ def _clip() -> bytes:
     import soundfile as sf
     import io
 
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
     rav = ROOT.parent / "shared" / "data" / "ravdess16k" / "Actor_01"
     if rav.is_dir():
         y = load_audio(sorted(rav.glob("*.flac"))[10]).y
@@ -77,8 +77,8 @@ def _mix_jobs(clip: bytes) -> list[tuple[str, str, bytes, int]]:
 
     import soundfile as sf
 
-    from ser.audio import load_audio
-    from ser.fuzz import encode
+    from ser.audio.decode import load_audio
+    from ser.audio.fuzz import encode
     y = load_audio(clip).y
     dialogue = load_audio(ROOT / "assets" / "demo_dialogue.wav").y
     speech30 = np.resize(dialogue, 30 * 16000)

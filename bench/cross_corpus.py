@@ -35,12 +35,12 @@ def trained_on(card: dict) -> set[str]:
 
 
 def score(model_name: str, corpus: str, path: Path) -> dict:
-    from ser.audio import AudioLimits, load_audio
-    from ser.datasets import read_corpus
-    from ser.labels import get_label_set
-    from ser.models import load_model
-    from ser.multicorpus import restricted_argmax
-    from ser.train import classification_metrics
+    from ser.audio.decode import AudioLimits, load_audio
+    from ser.training.datasets import read_corpus
+    from ser.emotion.labels import get_label_set
+    from ser.emotion.model import load_model
+    from ser.training.heads import restricted_argmax
+    from ser.training.train import classification_metrics
 
     m = load_model(model_name, device="cpu")
     ls = get_label_set(m.card.label_set)

@@ -7,7 +7,7 @@ Two sets, scored with pyannote.metrics (overlapped speech scored, UEM applied on
 files, the whole recording on the simulated ones), at collar 0.25 s and 0 s, with the
 automatic and the oracle speaker count:
 
-- ``sim``: the seeded simulated development set (``ser.simulate.dev_set``, seeds 0…39)
+- ``sim``: the seeded simulated development set (``ser.diarization.simulate.dev_set``, seeds 0…39)
   built on the fly from ``../shared/data``'s corpora — what settings are tuned on;
 - ``check``: another 20 simulated recordings (seeds 1000…), never tuned on;
 - ``short``: 40 short simulated recordings (seeds 3000…, 20–60 s, 2–4 speakers), never tuned
@@ -49,7 +49,7 @@ class Item:
 def load_set(data: Path = DEFAULT_DATA) -> list[Item]:
     """The real recordings with their RTTM and UEM."""
     from pyannote.database.util import load_rttm, load_uem
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
     return [Item(w.stem, load_audio(w).y, load_rttm(w.with_suffix(".rttm"))[w.stem],
                  load_uem(w.with_suffix(".uem"))[w.stem]) for w in sorted(data.glob("*.wav"))]
 
@@ -62,8 +62,8 @@ def load_sim(n: int, first_seed: int = 0, data: Path = SHARED, **settings) -> li
     from dataclasses import replace
 
     from pyannote.core import Segment, Timeline
-    from ser.analysis import to_annotation
-    from ser.simulate import SimSettings, speaker_pool, simulate
+    from ser.analysis.result import to_annotation
+    from ser.diarization.simulate import SimSettings, speaker_pool, simulate
     pool = speaker_pool(data)
     sim = replace(SimSettings(), **settings)
     out = []
@@ -76,7 +76,7 @@ def load_sim(n: int, first_seed: int = 0, data: Path = SHARED, **settings) -> li
 
 def score(items: list[Item], hyps: dict, collar: float) -> dict:
     from pyannote.metrics.diarization import DiarizationErrorRate
-    from ser.analysis import to_annotation
+    from ser.analysis.result import to_annotation
     metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
     files = {}
     for it in items:
@@ -134,7 +134,7 @@ def report(name: str, res: dict) -> None:
 
 CARD = ROOT / "models" / "diarization" / "card.json"
 PROTOCOL = {
-    "sim": "simulated development set: 40 seeded conversations (ser.simulate, seeds 0-39) of 2-7 speakers from "
+    "sim": "simulated development set: 40 seeded conversations (ser.diarization.simulate, seeds 0-39) of 2-7 speakers from "
            "ASED, EmoDB and RAVDESS, 1-5 min, 0-19 % overlap, noise, reverberation; the default settings were "
            "chosen on it",
     "check": "20 more simulated conversations (seeds 1000-1019), never tuned on",
@@ -186,7 +186,7 @@ def main() -> None:
         if args.card:
             write_card(res)
         return
-    from ser.diarization import BuiltinDiarizer
+    from ser.diarization.backends import BuiltinDiarizer
     dia = BuiltinDiarizer(**parse_overrides(args.set))
     res = {"diarizer": dia.settings(), "overlap_scored": True, "sets": {}}
     sets = {"real": lambda: load_set(args.data) if args.data.is_dir() else []}

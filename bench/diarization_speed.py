@@ -36,11 +36,11 @@ import os, sys, time, json
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 from ser.audio import load_audio
-from ser.pipeline import analyze
+from ser.analysis.pipeline import analyze
 warm = {warm}
 if warm:
     from ser.diarization import warm_up_in_background
-    from ser.models import load_model
+    from ser.emotion import load_model
     th = warm_up_in_background()
     model = load_model("default").warm_up()
     th.join()
@@ -58,7 +58,7 @@ sys.path.insert(0, {root!r})
 from ser.audio import load_audio
 from ser.diarization import BuiltinDiarizer, warm_up
 if {warm}:
-    warm_up()  # as a server does at start: the optimised CAM++ (ser.campplus.optimise)
+    warm_up()  # as a server does at start: the optimised CAM++ (ser.diarization.campplus.optimise)
 y = load_audio({path!r}).y
 t = time.perf_counter()
 turns = BuiltinDiarizer({kw})(y, 16000)
@@ -81,10 +81,10 @@ def main() -> None:
     ap.add_argument("--method", default="windows", help="windows (default path) or segmentation")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diarization_speed.json")
     args = ap.parse_args()
-    from ser.audio import load_audio
-    from ser.diarization import BuiltinDiarizer, warm_up
-    from ser.models import load_model
-    from ser.pipeline import analyze
+    from ser.audio.decode import load_audio
+    from ser.diarization.backends import BuiltinDiarizer, warm_up
+    from ser.emotion.model import load_model
+    from ser.analysis.pipeline import analyze
 
     res = {"command": "python " + " ".join(sys.argv), "cpu_count": os.cpu_count(), "machine": platform.machine(),
            "method": args.method, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

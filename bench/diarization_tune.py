@@ -37,7 +37,9 @@ def main() -> None:
     ap.add_argument("--sim", type=int, default=40)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diarization_tune.json")
     args = ap.parse_args()
-    from ser.diarization import BuiltinSettings, assign, embed
+    from ser.diarization.base import BuiltinSettings
+    from ser.diarization.assign import assign
+    from ser.diarization.embed import embed
     items = load_sim(args.sim, 0)
     base = BuiltinSettings()
     embs = {it.uri: embed(it.y, 16000, base) for it in items}

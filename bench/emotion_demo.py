@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def score(model: str = "default", adapt: str = "none") -> dict:
-    from ser.pipeline import analyze
+    from ser.analysis.pipeline import analyze
 
     meta = json.loads((ROOT / "assets" / "demo_emotions.json").read_text())
     a = analyze(ROOT / "assets" / "demo_emotions.flac", model=model, device="cpu", cache=None, adapt=adapt)

@@ -1,4 +1,4 @@
-"""The long fuzz run of the audio door: ``ser.fuzz`` with many cases and a seed of its own.
+"""The long fuzz run of the audio door: ``ser.audio.fuzz`` with many cases and a seed of its own.
 
     python bench/fuzz_audio.py [--cases 20000] [--seed 7] [--workers 2]
 
@@ -6,7 +6,7 @@ Every case runs in a worker process (a crash or hang is counted, the run goes on
 the counts, the largest per-case peak RSS and time, the kinds of refusal and the first
 findings to bench/results/fuzz_audio.json; exits 1 if any case crashed, hung, raised
 something other than a SERError, printed a Python traceback or warning, or went over the
-memory bound. A finding is reproduced with ``ser.fuzz.case(seed, index, seed_files())``.
+memory bound. A finding is reproduced with ``ser.audio.fuzz.case(seed, index, seed_files())``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--timeout-s", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fuzz_audio.json")
     args = ap.parse_args()
-    from ser.fuzz import run, seed_files
+    from ser.audio.fuzz import run, seed_files
 
     report = run(n_cases=args.cases, seed=args.seed, workers=args.workers, timeout_s=args.timeout_s,
                  log=lambda m: print(m, file=sys.stderr, flush=True))

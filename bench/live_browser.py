@@ -43,7 +43,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
     from screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, start_app
 
-    from ser.history import History
+    from ser.serve.history import History
 
     tmp = Path(tempfile.mkdtemp(prefix="ser-live-bench-"))
     y, source = speech(30.0)

@@ -3,7 +3,7 @@ ready for display, and the worker's CPU use. Figures go to bench/results/live_la
 
     .venv/bin/python bench/live_latency.py [--seconds 60] [--model default]
 
-Real speech is pushed into :class:`ser.live.LiveScorer` the way the dashboard's WebRTC
+Real speech is pushed into :class:`ser.serve.live.LiveScorer` the way the dashboard's WebRTC
 callback pushes it: 20 ms frames of 48 kHz int16, paced in real time by the clock. Speech
 is RAVDESS actors 01-20 with 0.3-2 s pauses between clips when ../shared is present, else
 the project's demo dialogue looped. Settings: the Live page's defaults (2 s window, 0.5 s
@@ -34,7 +34,7 @@ RESULTS = ROOT / "bench" / "results" / "live_latency.json"
 
 def speech(seconds: float) -> tuple[np.ndarray, str]:
     """About ``seconds`` of real speech with natural pauses, 16 kHz."""
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
 
     rav = ROOT.parent / "shared" / "data" / "ravdess16k"
     rng = np.random.default_rng(0)
@@ -57,7 +57,7 @@ def speech(seconds: float) -> tuple[np.ndarray, str]:
 def run(model, y16: np.ndarray, *, worker: str, busy: bool) -> dict:
     import soxr
 
-    from ser.live import LiveScorer
+    from ser.serve.live import LiveScorer
 
     y48 = (np.clip(soxr.resample(y16, 16_000, 48_000), -1, 1) * 32767).astype(np.int16)
     scorer = LiveScorer(model, worker=worker)
@@ -110,7 +110,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     model = load_model(args.model, device="cpu")
     y, source = speech(args.seconds)

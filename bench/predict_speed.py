@@ -30,7 +30,7 @@ def speech_clip(path: Path) -> str:
     import numpy as np
     import soundfile as sf
 
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
 
     rav = ROOT.parent / "shared" / "data" / "ravdess16k" / "Actor_01" / "03-01-05-02-01-01-01.flac"
     if rav.exists():
@@ -55,8 +55,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from ser.features import FeatureConfig
-    from ser.models import ARCHITECTURES, build_model, count_parameters, load_model
+    from ser.emotion.features import FeatureConfig
+    from ser.emotion.nets import ARCHITECTURES, build_model, count_parameters
+    from ser.emotion.model import load_model
 
     out: dict = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}",
                  "date": time.strftime("%Y-%m-%d")}
@@ -88,7 +89,7 @@ def main() -> None:
     speeds[f"{args.model} ({m.card.architecture}, shipped weights)"] = _time(m.net, x, count_parameters(m.net))
     out["inference_one_thread_4s_clip"] = speeds
     if "logreg" in speeds:
-        from ser.features import pooled_statistics
+        from ser.emotion.features import pooled_statistics
 
         y = x[0].numpy()
         pooled_statistics(y, 16_000)

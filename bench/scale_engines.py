@@ -33,8 +33,8 @@ ENV = dict(os.environ, PYANNOTE_METRICS_ENABLED="0", HF_HUB_OFFLINE="1", RAY_USA
 def build_corpus(folder: Path, files: int, minutes: float) -> float:
     import soundfile as sf
 
-    from ser.audio import load_audio
-    from ser.demo import conversation
+    from ser.audio.decode import load_audio
+    from ser.analysis.demo import conversation
 
     folder.mkdir(parents=True, exist_ok=True)
     actors = sorted((SHARED / "ravdess16k").glob("Actor_*"))
@@ -85,8 +85,8 @@ def main() -> int:
         print(name, results[name], flush=True)
     out = ROOT / "bench" / "out" / "scale_ray"
     shutil.rmtree(out, ignore_errors=True)
-    code = ("import json, sys; from pathlib import Path; from ser.batch import BatchOptions; "
-            "from ser.cli import expand_inputs; from ser.scale import run_batch_ray; "
+    code = ("import json, sys; from pathlib import Path; from ser.serve.batch import BatchOptions; "
+            "from ser.cli import expand_inputs; from ser.serve.scale import run_batch_ray; "
             f"files, roots = expand_inputs([{str(corpus)!r}]); "
             f"r = run_batch_ray(files, {str(out)!r}, BatchOptions(formats=('json',)), roots=roots, show_progress=False); "
             "print(json.dumps(r))")

@@ -3,7 +3,7 @@
     python bench/view_payload.py [--minutes 1 10 60]
 
 Uses the recordings bench/analyze_speed.py builds from real speech (bench/out/), runs the
-analysis, then times `ser.figures.analysis_figure` (waveform envelope, mel spectrogram
+analysis, then times `ser.analysis.figures.analysis_figure` (waveform envelope, mel spectrogram
 with F0 and intensity, speaker lanes, emotion overlay) and its JSON serialisation, and
 records the payload size the browser receives. The browser-side drawing time is not
 measured here. Figures go to bench/results/view_payload.json.
@@ -29,9 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     from analyze_speed import build_recording
 
-    from ser.audio import load_audio
-    from ser.figures import SpectrogramSettings, analysis_figure
-    from ser.pipeline import analyze
+    from ser.audio.decode import load_audio
+    from ser.analysis.figures import SpectrogramSettings, analysis_figure
+    from ser.analysis.pipeline import analyze
 
     rows = []
     for minutes in args.minutes:

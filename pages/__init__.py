@@ -1,6 +1,6 @@
 """What the dashboard's pages share. Streamlit never lists ``__init__.py`` as a page.
 
-``ser.models.load_model`` is wrapped here, once, with ``st.cache_resource``: every page
+``ser.emotion.model.load_model`` is wrapped here, once, with ``st.cache_resource``: every page
 gets the same loaded (and warmed-up) model for a name and device.
 """
 
@@ -19,7 +19,7 @@ with contextlib.suppress(ImportError):
 
 @st.cache_resource(show_spinner="Loading the emotion model…")
 def get_model(name: str, device: str):
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     return load_model(name, device=device).warm_up()  # the first clip is then as fast as the next
 
@@ -42,9 +42,9 @@ def warm_start():
 
         t0 = time.perf_counter()
         try:
-            from ser.audio import load_audio
-            from ser.diarization import warm_up
-            from ser.pipeline import analyze
+            from ser.audio.decode import load_audio
+            from ser.diarization.backends import warm_up
+            from ser.analysis.pipeline import analyze
 
             warm_up()  # the diarization networks, CAM++ optimised for serving, as the API does at start
             demo = Path(__file__).resolve().parent.parent / "assets" / "demo_emotions.flac"
@@ -75,7 +75,7 @@ def sign_in_gate() -> str | None:
     """Called by app.py before any page: the signed-in user's name, or None when the dashboard
     runs for one person on loopback with no sign-in configured. Shows the sign-in form (and
     nothing else) until a user signs in; refuses to run on a network address without sign-in."""
-    from ser.auth import auth_config, sign_in_required
+    from ser.serve.auth import auth_config, sign_in_required
     from ser.errors import SERError
 
     try:

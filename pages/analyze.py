@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages import chosen_model, current_user
-from ser.audio import SUPPORTED_FORMATS, load_audio
+from ser.audio.decode import SUPPORTED_FORMATS, load_audio
 from ser.errors import SERError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def empty_frame():
 
 @st.cache_resource(show_spinner=False)
 def get_pyannote(source: str, token: str, device: str):
-    from ser.diarization import PyannoteDiarizer
+    from ser.diarization.backends import PyannoteDiarizer
 
     return PyannoteDiarizer(source or None, token=token or None, device=device)
 
@@ -165,7 +165,7 @@ try:
             bar.progress(min(1.0, max(0.0, frac)), text=stage)
 
         audio = decode(digest, name, data)
-        from ser.pipeline import analyze, relabel
+        from ser.analysis.pipeline import analyze, relabel
 
         analysis = analyze(audio, diarizer=diarizer, model=model, window_s=window_s, hop_s=hop_s, progress=progress,
                            name=name, adapt=adapt, **counts)
@@ -188,7 +188,7 @@ except SERError as exc:
     st.stop()
 
 if save_history and src_kind != "Emotion demo":  # the first screen is not saved on every visit
-    from ser.history import History
+    from ser.serve.history import History
 
     settings = {"model": model.id, "diarizer": analysis.provenance["diarizer"], "counts": counts,
                 "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "adapt": adapt}
@@ -213,7 +213,7 @@ if analysis.provenance.get("no_speech"):
     st.warning("No speech found in this recording (voice activity detection heard only silence or noise).")
 
 # --- the view --------------------------------------------------------------------------
-from ser.figures import SpectrogramSettings, analysis_figure  # noqa: E402
+from ser.analysis.figures import SpectrogramSettings, analysis_figure  # noqa: E402
 
 spec = SpectrogramSettings(n_mels=n_mels, fmax=float(fmax), dynamic_range_db=float(dyn), colormap=cmap,
                            pitch=show_pitch, intensity=show_int)
@@ -236,7 +236,7 @@ def range_downloads(view_key: str, stem: str, t0: float, t1: float, _audio, _ana
 
     import soundfile as sf
 
-    from ser.exports import export_bytes
+    from ser.analysis.exports import export_bytes
 
     buf = io.BytesIO()
     sf.write(buf, _audio.y[int(t0 * _audio.sr): int(t1 * _audio.sr)], _audio.sr, format="WAV", subtype="PCM_16")
@@ -248,7 +248,7 @@ def range_downloads(view_key: str, stem: str, t0: float, t1: float, _audio, _ana
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def downloads(view_key: str, stem: str, _analysis) -> dict:
-    from ser.exports import export_bytes
+    from ser.analysis.exports import export_bytes
 
     return export_bytes(_analysis, stem=stem)
 
@@ -340,7 +340,7 @@ else:
 st.subheader("Speakers")
 speaker_rows = analysis.speaker_rows()
 if speaker_rows:
-    from ser.figures import speaker_mix_chart
+    from ser.analysis.figures import speaker_mix_chart
 
     st.plotly_chart(speaker_mix_chart(analysis), key="analyze_speaker_mix", config={"displaylogo": False})
     st.dataframe(pd.DataFrame(speaker_rows), hide_index=True, key="analyze_speakers")

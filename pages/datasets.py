@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ser.datasets import READERS, corpus_stats, read_corpus
+from ser.training.datasets import READERS, corpus_stats, read_corpus
 from ser.errors import SERError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ if st.button("Reveal", key="datasets_reveal"):
     st.session_state.datasets_revealed = True
 if st.session_state.get("datasets_revealed"):
     from pages import chosen_model
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
 
     st.markdown(f"Intended emotion: **{clip['label']}** (speaker {clip['speaker']})"
                 + (f" — your guess, {guess}, was {'right' if guess == clip['label'] else 'not it'}." if guess else ""))

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ser.errors import SERError
 from pages import history_owner
-from ser.history import History
+from ser.serve.history import History
 
 st.title("History")
 try:
@@ -91,8 +91,8 @@ st.subheader(f"#{e.id} {e.name}")
 st.caption(f"Saved {e.created} · {a.duration_s:.1f} s · model {settings.get('model')} · "
            f"window {settings.get('window_s')} s · adaptation {settings.get('adapt', 'none')} · audio SHA-256 {e.audio_sha256[:12]}…")
 if audio:
-    from ser.audio import load_audio
-    from ser.figures import analysis_figure
+    from ser.audio.decode import load_audio
+    from ser.analysis.figures import analysis_figure
 
     st.audio(audio)
     y = load_audio(audio, name=e.name)
@@ -102,7 +102,7 @@ st.dataframe(pd.DataFrame([{"start (s)": s.start_s, "end (s)": s.end_s, "speaker
                             "emotion": f"{s.emotion}?" if s.uncertain else s.emotion} for s in a.segments]),
              hide_index=True, key="history_segments")
 
-from ser.exports import export_bytes  # noqa: E402
+from ser.analysis.exports import export_bytes  # noqa: E402
 
 files = export_bytes(a, stem=Path(e.name).stem or "analysis")
 cols = st.columns(len(files) + 1)

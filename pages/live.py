@@ -2,7 +2,7 @@
 
 Quick clip: record (or upload) a clip, get the probabilities within a second, keep a list
 of this session's clips. Streaming: the microphone over WebRTC, scored every half second
-in a worker thread (ser.live), with a live meter and a scrolling timeline; stopping saves
+in a worker thread (ser.serve.live), with a live meter and a scrolling timeline; stopping saves
 the session to History and offers it as downloads.
 """
 
@@ -16,10 +16,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import current_user, get_model
-from ser.audio import SUPPORTED_FORMATS, AudioLimits, load_audio
+from ser.audio.decode import SUPPORTED_FORMATS, AudioLimits, load_audio
 from ser.errors import SERError
-from ser.exports import clips_zip, export_bytes, rows_csv
-from ser.figures import EMOTION_COLOURS, live_timeline, probability_bars
+from ser.analysis.exports import clips_zip, export_bytes, rows_csv
+from ser.analysis.figures import EMOTION_COLOURS, live_timeline, probability_bars
 
 MAX_CLIPS = 20  # quick clips kept in the session list
 
@@ -151,7 +151,7 @@ class Stream:
 
 
 def ice_configuration() -> dict:
-    from ser.live import ice_servers
+    from ser.serve.live import ice_servers
 
     try:
         configured = st.secrets.get("webrtc", {}).get("ice_servers")
@@ -160,11 +160,65 @@ def ice_configuration() -> dict:
     return {"iceServers": ice_servers(configured)}
 
 
+def save_session(scorer, settings, keep_audio: bool) -> bool:
+    """After Stop: the session as an Analysis, saved to History (with its audio if asked) and kept
+    in the browser session for download. False (with the error shown) when it could not be made."""
+    from ser.serve.history import History
+
+    scorer.stop()
+    name = time.strftime("Live %Y-%m-%d %H:%M:%S")
+    try:
+        analysis = scorer.to_analysis(name)
+    except SERError as exc:
+        st.error(f"The session could not be kept: {exc}")
+        scorer.reset(settings)
+        return False
+    saved = {"name": name, "analysis": analysis, "wav": scorer.wav_bytes(), "rows": scorer.timeline_rows(),
+             "updates": scorer.updates(), "stats": scorer.stats(), "history_id": None, "history_error": None,
+             "kept_audio": keep_audio}
+    scorer.reset(settings)
+    try:
+        saved["history_id"] = History().save(analysis, {"model": model.id, "source": "live",
+                                                        "window_s": settings.window_s, "hop_s": settings.hop_s},
+                                             audio=saved["wav"] if keep_audio else None,
+                                             audio_name=f"{name}.wav" if keep_audio else None,
+                                             owner=current_user())
+    except SERError as exc:
+        saved["history_error"] = str(exc)
+    st.session_state.live_saved = saved
+    return True
+
+
+def show_saved(saved: dict) -> None:
+    """The last stopped session: where it was saved, its timeline and its downloads."""
+    a, stats = saved["analysis"], saved["stats"]
+    if saved["history_id"] is not None:
+        st.success(f"Saved “{saved['name']}” to History (#{saved['history_id']}): {a.duration_s:.1f} s, "
+                   f"{stats.scored} windows scored, {stats.no_speech} without speech"
+                   + ("; with its recording." if saved["kept_audio"] else "; the recording was not kept "
+                      "(download it below)."))
+    else:
+        st.warning(f"Not saved to History ({saved['history_error']}); download it below.")
+    if saved["updates"]:
+        st.altair_chart(live_timeline(saved["updates"], list(a.labels), span_s=max(30.0, a.duration_s)),
+                        width="stretch")
+    cols = st.columns(4)
+    stem = saved["name"].replace(" ", "_").replace(":", "-")
+    cols[0].download_button("Audio (WAV)", saved["wav"], file_name=f"{stem}.wav", key="live_dl_wav")
+    cols[1].download_button("Timeline (CSV)", rows_csv(saved["rows"]), file_name=f"{stem}_timeline.csv",
+                            key="live_dl_csv")
+    files = export_bytes(a, stem=stem)
+    for col, fmt in zip(cols[2:], ("json", "textgrid")):
+        file_name, payload = files[fmt]
+        col.download_button(fmt.upper() if fmt == "json" else "TextGrid", payload, file_name=file_name,
+                            key=f"live_dl_{fmt}")
+
+
 def streaming() -> None:
     from streamlit_webrtc import WebRtcMode, create_audio_sink_track, webrtc_streamer
 
-    from ser.history import History
-    from ser.live import LiveScorer, LiveSettings
+    from ser.serve.live import LiveScorer
+    from ser.serve.live_engine import LiveSettings
 
     st.caption("Press START and speak: every half second the last two seconds are scored. Silence shows "
                "“no speech”, never a guess. STOP saves the session's results to History.")
@@ -203,27 +257,8 @@ def streaming() -> None:
 
     scorer = stream.scorer
     if not playing and scorer is not None and scorer.stats().received_s > 0:  # stopped: save the session
-        scorer.stop()
-        name = time.strftime("Live %Y-%m-%d %H:%M:%S")
-        try:
-            analysis = scorer.to_analysis(name)
-        except SERError as exc:
-            st.error(f"The session could not be kept: {exc}")
-            scorer.reset(settings)
+        if not save_session(scorer, settings, keep_audio):
             return
-        saved = {"name": name, "analysis": analysis, "wav": scorer.wav_bytes(), "rows": scorer.timeline_rows(),
-                 "updates": scorer.updates(), "stats": scorer.stats(), "history_id": None, "history_error": None,
-                 "kept_audio": keep_audio}
-        scorer.reset(settings)
-        try:
-            saved["history_id"] = History().save(analysis, {"model": model.id, "source": "live",
-                                                            "window_s": settings.window_s, "hop_s": settings.hop_s},
-                                                 audio=saved["wav"] if keep_audio else None,
-                                                 audio_name=f"{name}.wav" if keep_audio else None,
-                                                 owner=current_user())
-        except SERError as exc:
-            saved["history_error"] = str(exc)
-        st.session_state.live_saved = saved
 
     @st.fragment(run_every=0.5 if playing else None)
     def meter() -> None:
@@ -272,28 +307,7 @@ def streaming() -> None:
 
     saved = st.session_state.get("live_saved")
     if saved and not playing:
-        a, stats = saved["analysis"], saved["stats"]
-        if saved["history_id"] is not None:
-            st.success(f"Saved “{saved['name']}” to History (#{saved['history_id']}): {a.duration_s:.1f} s, "
-                       f"{stats.scored} windows scored, {stats.no_speech} without speech"
-                       + ("; with its recording." if saved["kept_audio"] else "; the recording was not kept "
-                          "(download it below)."))
-        else:
-            st.warning(f"Not saved to History ({saved['history_error']}); download it below.")
-        if saved["updates"]:
-            st.altair_chart(live_timeline(saved["updates"], list(a.labels), span_s=max(30.0, a.duration_s)),
-                            width="stretch")
-        cols = st.columns(4)
-        stem = saved["name"].replace(" ", "_").replace(":", "-")
-        cols[0].download_button("Audio (WAV)", saved["wav"], file_name=f"{stem}.wav", key="live_dl_wav")
-        cols[1].download_button("Timeline (CSV)", rows_csv(saved["rows"]), file_name=f"{stem}_timeline.csv",
-                                key="live_dl_csv")
-        files = export_bytes(a, stem=stem)
-        for col, fmt in zip(cols[2:], ("json", "textgrid")):
-            file_name, payload = files[fmt]
-            col.download_button(fmt.upper() if fmt == "json" else "TextGrid", payload, file_name=file_name,
-                                key=f"live_dl_{fmt}")
-
+        show_saved(saved)
 
 if mode == "Quick clip":
     quick_clip()

@@ -7,11 +7,11 @@ import json
 
 import streamlit as st
 
-from ser.diarization import diarizer_card
+from ser.diarization.backends import diarizer_card
 from ser.errors import SERError
-from ser.figures import trust_figure
-from ser.models import available_models, resolve_model_dir
-from ser.report import trust_table
+from ser.analysis.figures import trust_figure
+from ser.emotion.folder import available_models, resolve_model_dir
+from ser.training.report import trust_table
 
 st.title("Models")
 st.caption("What each model was trained on, how it was measured, and how far to trust its probabilities.")

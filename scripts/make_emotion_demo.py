@@ -43,8 +43,8 @@ def clip_path(root: Path, actor: int, emotion: str) -> Path:
 
 
 def build(ravdess: Path, out: Path, seed: int = 0) -> dict:
-    from ser.audio import load_audio
-    from ser.features import trim_silence
+    from ser.audio.decode import load_audio
+    from ser.emotion.features import trim_silence
 
     rng = np.random.default_rng(seed)
     parts, turns, t = [], [], 0.0

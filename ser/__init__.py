@@ -13,8 +13,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .audio import Audio, AudioLimits, load_audio  # noqa: E402  (numpy only)
-from .errors import AudioError, ConfigError, DataError, ModelError, SERError  # noqa: E402
+from ser.audio.decode import Audio, AudioLimits, load_audio  # noqa: E402  (numpy only)
+from ser.errors import AudioError, ConfigError, DataError, ModelError, SERError  # noqa: E402
 
 __all__ = [
     "Audio", "AudioError", "AudioLimits", "ConfigError", "DataError", "ModelError", "SERError",
@@ -24,7 +24,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "load_model":  # imports torch: only when a model is used
-        from .models import load_model
+        from ser.emotion.model import load_model
 
         return load_model
     raise AttributeError(f"module 'ser' has no attribute {name!r}")

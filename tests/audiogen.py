@@ -19,7 +19,7 @@ def tone(duration_s: float = 1.0, sr: int = 16_000, freq: float = 220.0, amp: fl
 
 def encode(y: np.ndarray, sr: int, fmt: str, *, channels: int = 1, subtype: str | None = None) -> bytes:
     """Encode ``y`` (mono) as ``fmt`` with ``channels`` identical channels; returns the bytes."""
-    from ser.fuzz import encode as _encode
+    from ser.audio.fuzz import encode as _encode
 
     return _encode(y, sr, fmt, channels=channels, subtype=subtype)
 
@@ -43,6 +43,6 @@ def speak(text: str, voice: str = "en-us+m3", *, pitch: int = 50, speed: int = 1
         pytest.skip("needs espeak-ng (scripts/setup.sh installs it from Debian)")
     wav = subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "--stdout", text],
                          capture_output=True, check=True).stdout
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
 
     return load_audio(wav, sr=sr).y

@@ -30,9 +30,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A small untrained sercnn saved as a real model folder (safetensors + card)."""
     import torch
 
-    from ser.features import FeatureConfig
-    from ser.labels import LABEL_SETS
-    from ser.models import ModelCard, build_model, save_model
+    from ser.emotion.features import FeatureConfig
+    from ser.emotion.labels import LABEL_SETS
+    from ser.emotion.folder import ModelCard, save_model
+    from ser.emotion.nets import build_model
 
     torch.manual_seed(0)
     labels = list(LABEL_SETS["ravdess8"].labels)
@@ -55,7 +56,7 @@ def make_app(tiny_model_dir, monkeypatch, tmp_path):
         root = tmp_path / "models"
         for name, src in (models or {"default": tiny_model_dir}).items():
             shutil.copytree(src, root / name)
-        monkeypatch.setattr("ser.models.MODELS_DIR", root)
+        monkeypatch.setattr("ser.emotion.folder.MODELS_DIR", root)
         monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "history.sqlite"))
         monkeypatch.chdir(ROOT)
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)

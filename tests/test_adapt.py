@@ -1,4 +1,4 @@
-"""Unsupervised adaptation (ser.adapt): off by default, shrinkage, the one-emotion guard, the mode
+"""Unsupervised adaptation (ser.emotion.adapt): off by default, shrinkage, the one-emotion guard, the mode
 recorded in every output, speaker groups from the CSV or from diarization."""
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ import soundfile as sf
 import torch
 
 from audiogen import tone
-from ser.adapt import AdaptHead, AdaptSettings, adapt_group, adapt_logits, adapt_probabilities, group_centre
+from ser.emotion.adapt import (
+    AdaptHead,
+    AdaptSettings,
+    adapt_group,
+    adapt_logits,
+    adapt_probabilities,
+    group_centre,
+)
 from ser.errors import ConfigError, ModelError, SERError
-from ser.multicorpus import Head
+from ser.emotion.head import Head
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "assets" / "demo_dialogue.wav"
@@ -25,8 +32,8 @@ def adapt_model_dir(tmp_path_factory) -> Path:
     """A tiny Whisper model (random encoder and heads) with "batch" and "speaker" adaptation heads."""
     from test_whisper import HEADS, D, _tiny_encoder_file
 
-    from ser.models import ModelCard, save_model
-    from ser.multicorpus import build_net
+    from ser.emotion.folder import ModelCard, save_model
+    from ser.training.heads import build_net
 
     tmp = tmp_path_factory.mktemp("adapt")
     labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -68,7 +75,7 @@ def test_adaptation_is_off_by_default(adapt_model_dir, tmp_path, capsys):
     assert build_parser().parse_args(["analyze", "x.wav"]).adapt == "none"
     import inspect
 
-    from ser.pipeline import analyze
+    from ser.analysis.pipeline import analyze
 
     assert inspect.signature(analyze).parameters["adapt"].default == "none"
     files = _clips(tmp_path, 3)
@@ -136,7 +143,8 @@ def test_group_centre_standardises_each_group_and_version():
 
 
 def test_speaker_mode_reads_speakers_from_a_csv_or_the_folder(adapt_model_dir, tmp_path, capsys):
-    from ser.cli import main, read_speakers
+    from ser.cli import main
+    from ser.cli.analyze import read_speakers
 
     files = _clips(tmp_path, 8, speakers=2)
     rows = _predict(["--model", str(adapt_model_dir), "--device", "cpu", "--adapt", "speaker", "--speakers", "folder",
@@ -159,7 +167,7 @@ def test_a_model_without_adaptation_heads_says_so(tiny_model_dir, tmp_path, caps
     files = _clips(tmp_path, 2)
     assert main(["predict", "--model", str(tiny_model_dir), "--adapt", "batch", *files]) != 0
     assert "adaptation head" in capsys.readouterr().err
-    from ser.pipeline import analyze
+    from ser.analysis.pipeline import analyze
 
     with pytest.raises(ConfigError):
         analyze(DEMO, model=str(tiny_model_dir), adapt="batch")  # 'batch' is for predict; analyze has 'recording'
@@ -168,8 +176,8 @@ def test_a_model_without_adaptation_heads_says_so(tiny_model_dir, tmp_path, caps
 
 
 def test_analyze_speaker_mode_centres_each_diarized_speaker(adapt_model_dir):
-    from ser.models import load_model
-    from ser.pipeline import analyze
+    from ser.emotion.model import load_model
+    from ser.analysis.pipeline import analyze
 
     m = load_model(adapt_model_dir, device="cpu")
     a = analyze(DEMO, model=m, adapt="speaker", cache=None, num_speakers=2)  # espeak's two voices
@@ -184,7 +192,7 @@ def test_analyze_speaker_mode_centres_each_diarized_speaker(adapt_model_dir):
 
 
 def test_adapt_probabilities_none_is_the_plain_model(adapt_model_dir):
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     m = load_model(adapt_model_dir, device="cpu")
     y = tone(1.5, freq=180.0, amp=0.2)
@@ -197,7 +205,7 @@ def test_adapt_probabilities_none_is_the_plain_model(adapt_model_dir):
 def test_api_analyze_takes_an_adapt_field(adapt_model_dir):
     from fastapi.testclient import TestClient
 
-    from ser.api import APISettings, create_app
+    from ser.serve.api import APISettings, create_app
 
     c = TestClient(create_app(APISettings(model=str(adapt_model_dir), device="cpu", workers=1)))
     data = DEMO.read_bytes()

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from audiogen import encode, tone
-from ser.api import APISettings, create_app
+from ser.serve.api import APISettings, create_app
 
 
 @pytest.fixture(scope="module")

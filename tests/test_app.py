@@ -24,8 +24,8 @@ def headline(app) -> str:
 
 
 def offline(tiny_model_dir, data: bytes) -> dict:
-    from ser.audio import load_audio
-    from ser.models import load_model
+    from ser.audio.decode import load_audio
+    from ser.emotion.model import load_model
 
     m = load_model(tiny_model_dir, device="cpu")
     a = load_audio(data)
@@ -72,7 +72,7 @@ def test_the_clip_exports_hold_every_clip_and_its_probabilities():
     import io
     import zipfile
 
-    from ser.exports import clips_zip, rows_csv
+    from ser.analysis.exports import clips_zip, rows_csv
 
     rows = [{"clip": 1, "emotion": "sad", "sad": 0.7}, {"clip": 2, "emotion": "angry", "sad": 0.1}]
     text = rows_csv(rows)
@@ -116,7 +116,7 @@ def test_no_model_shows_the_reason_and_no_page(tmp_path, monkeypatch):
     from conftest import ROOT
     empty = tmp_path / "models"
     empty.mkdir()
-    monkeypatch.setattr("ser.models.MODELS_DIR", empty)
+    monkeypatch.setattr("ser.emotion.folder.MODELS_DIR", empty)
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
@@ -127,7 +127,7 @@ def test_signed_out_visitor_gets_only_the_sign_in(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from conftest import ROOT
-    from ser.auth import hash_password
+    from ser.serve.auth import hash_password
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "h.sqlite"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)

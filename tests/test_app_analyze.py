@@ -192,7 +192,7 @@ def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_pat
     import os
     import zipfile
 
-    from ser.history import History
+    from ser.serve.history import History
 
     page.radio(key="analyze_source").set_value("Dialogue demo").run()
     page.switch_page("pages/history.py").run()
@@ -235,7 +235,7 @@ def test_a_range_redraws_at_full_resolution_plays_and_exports_just_that_range(pa
 
 
 def test_range_crop_and_clip_match(tmp_path):
-    from ser.analysis import Analysis, EmotionSegment, SpeakerTurn
+    from ser.analysis.result import Analysis, EmotionSegment, SpeakerTurn
 
     probs = {"a": 0.7, "b": 0.3}
     a = Analysis(name="x", duration_s=10.0, labels=["a", "b"],
@@ -252,8 +252,8 @@ def test_range_crop_and_clip_match(tmp_path):
 def test_view_payload_does_not_grow_with_the_number_of_turns():
     """Many short turns (a long meeting): one trace per speaker, labels only where they fit, at most
     600 emotion points; a range shows every window of it."""
-    from ser.analysis import Analysis, EmotionSegment, SpeakerTurn
-    from ser.figures import analysis_figure, figure_payload_bytes
+    from ser.analysis.result import Analysis, EmotionSegment, SpeakerTurn
+    from ser.analysis.figures import analysis_figure, figure_payload_bytes
 
     labels = ["neutral", "happy", "sad"]
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audiogen import encode, tone
-from ser.audio import AudioLimits, load_audio
+from ser.audio.decode import AudioLimits, load_audio
 from ser.errors import AudioError
 
 FORMATS = [("wav", None), ("wav", "PCM_U8"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),

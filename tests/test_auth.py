@@ -7,7 +7,14 @@ import sys
 
 import pytest
 
-from ser.auth import AuthConfig, auth_config, hash_password, is_loopback, sign_in_required, verify_password
+from ser.serve.auth import (
+    AuthConfig,
+    auth_config,
+    hash_password,
+    is_loopback,
+    sign_in_required,
+    verify_password,
+)
 from ser.errors import ConfigError
 
 

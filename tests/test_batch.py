@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from audiogen import speak, write
-from ser.batch import BatchOptions, analyze_file, is_done, output_stem
+from ser.serve.batch import BatchOptions, analyze_file, is_done, output_stem
 
 
 SENTENCES = ["The meeting starts at nine tomorrow morning.", "I am not sure that was a good idea at all.",
@@ -121,7 +121,8 @@ def test_a_model_retrained_into_the_same_folder_is_not_taken_for_the_old_one(tmp
 
     import torch
 
-    from ser.models import ModelCard, build_model, save_model
+    from ser.emotion.folder import ModelCard, save_model
+    from ser.emotion.nets import build_model
     model = tmp_path / "tiny"
     shutil.copytree(tiny_model_dir, model)
     _corpus(tmp_path / "in", 1)

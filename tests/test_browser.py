@@ -115,8 +115,8 @@ def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, 
     from playwright.sync_api import sync_playwright
     from screenshot import CHROMIUM_ARGS
 
-    from ser.history import History
-    from ser.models import load_model
+    from ser.serve.history import History
+    from ser.emotion.model import load_model
 
     wav = tmp_path / "mic.wav"
     source = fake_microphone(wav)
@@ -149,7 +149,7 @@ def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, 
     hist = History(history_db)
     entry = next(e for e in hist.list() if e.settings.get("source") == "live")
     analysis, _, audio_bytes = hist.get(entry.id)
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
 
     audio = load_audio(audio_bytes).y
     # the server received the fake microphone's file: its loudness contour follows the source
@@ -184,8 +184,8 @@ def test_two_sessions_analysing_at_once_both_get_their_result(app_url, tmp_path)
     from playwright.sync_api import sync_playwright
     from screenshot import open_analyze_page, upload
 
-    from ser.audio import load_audio
-    from ser.fuzz import encode
+    from ser.audio.decode import load_audio
+    from ser.audio.fuzz import encode
 
     y = load_audio(ROOT / "assets" / "demo_dialogue.wav").y
     files = []
@@ -228,7 +228,7 @@ def test_sign_in_and_per_user_history(tmp_path):
     from playwright.sync_api import sync_playwright
     from screenshot import CHROMIUM_ARGS, free_port
 
-    from ser.auth import hash_password
+    from ser.serve.auth import hash_password
 
     secrets = tmp_path / "secrets.toml"
     users = {"alice": "wonderland", "bob": "builder", "root": "admin-pass"}

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ser.calibration import calibrate_model_dir, choose_margin, fit_temperature, reliability, softmax
+from ser.emotion.calibration import calibrate_model_dir, choose_margin, fit_temperature, reliability, softmax
 from ser.errors import ModelError
 
 

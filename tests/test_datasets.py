@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ser.datasets import read_corpus, read_crema_d, read_dusha, read_emodb, read_folder_csv, read_ravdess, read_savee, read_tess
+from ser.training.datasets import (
+    read_corpus,
+    read_crema_d,
+    read_dusha,
+    read_emodb,
+    read_folder_csv,
+    read_ravdess,
+    read_savee,
+    read_tess,
+)
 from ser.errors import DataError
 
 
@@ -100,7 +109,7 @@ def test_errors_name_the_problem(tmp_path):
 def test_ased_quirks(tmp_path):
     """ASED: emotion letter (any case), speaker PP, gender by the speaker's majority code,
     byte-identical repetitions kept once."""
-    from ser.datasets import read_ased
+    from ser.training.datasets import read_ased
 
     for name, content in [("01Neutral/n1-01-01-02-07.flac", b"a"), ("01Neutral/n1-01-02-02-07.flac", b"b"),
                           ("04Sad/S4-04-02-01-07.flac", b"c"),  # upper-case letter; gender code disagrees

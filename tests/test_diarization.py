@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import RAVDESS, SHARED, needs_ravdess
-from ser.analysis import SpeakerTurn
-from ser.diarization import (BuiltinDiarizer, PyannoteDiarizer, _merge_clusters, _tidy, check_speaker_counts,
-                             get_diarizer, to_annotation)
+from ser.analysis.result import SpeakerTurn
+from ser.diarization.backends import BuiltinDiarizer, PyannoteDiarizer, get_diarizer
+from ser.diarization.clustering import _merge_clusters
+from ser.diarization.assign import _tidy
+from ser.diarization.base import check_speaker_counts
+from ser.analysis.result import to_annotation
 from ser.errors import ConfigError, ModelError
 
 DIAR = SHARED / "data" / "diarization"
@@ -71,7 +74,7 @@ def test_noise_only_gives_no_turns():
 
 # --- real speech -------------------------------------------------------------------
 def _ravdess_clips(actor: int, emotions: tuple[str, ...], n: int, offset: int = 0):
-    from ser.audio import load_audio
+    from ser.audio.decode import load_audio
     files = [f for f in sorted((RAVDESS / f"Actor_{actor:02d}").glob("*.flac")) if f.name.split("-")[2] in emotions]
     return [(load_audio(f).y, f"actor{actor:02d}", f.name.split("-")[2]) for f in files[offset:offset + n]]
 
@@ -80,7 +83,7 @@ def _ravdess_clips(actor: int, emotions: tuple[str, ...], n: int, offset: int = 
 def test_two_ravdess_actors_taking_turns():
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from ser.demo import conversation, to_annotation as ref_annotation
+    from ser.analysis.demo import conversation, to_annotation as ref_annotation
     a = _ravdess_clips(1, ("01", "02"), 4)
     b = _ravdess_clips(2, ("01", "02"), 4, offset=4)
     y, truth = conversation([x for pair in zip(a, b) for x in pair], seed=1)
@@ -101,7 +104,7 @@ def test_two_ravdess_actors_taking_turns():
 
 @needs_ravdess
 def test_one_speaker_is_one_speaker_and_exact_count_is_honoured():
-    from ser.demo import conversation
+    from ser.analysis.demo import conversation
     y, _ = conversation(_ravdess_clips(1, ("01", "02"), 6), seed=2)
     dia = BuiltinDiarizer()
     emb = dia.embed(y, 16000)
@@ -171,7 +174,7 @@ def test_shipped_diarization_weights_match_their_card():
 
 def test_campplus_tells_two_voices_apart():
     from audiogen import speak
-    from ser import campplus
+    from ser.diarization import campplus
     a = speak("The quick brown fox jumps over the lazy dog near the river.", "en-us+m3", pitch=30)[:48000]
     a2 = speak("Seven silver ships sailed slowly across the quiet harbour.", "en-us+m3", pitch=30)[:48000]
     b = speak("The quick brown fox jumps over the lazy dog near the river.", "en-gb+f3", pitch=75)[:48000]
@@ -186,8 +189,8 @@ def test_the_optimised_campplus_gives_the_eager_answers(monkeypatch):
     every window length and batch size, and diarizes the bundled demo into the same turns."""
     import torch
 
-    from ser import campplus
-    from ser.audio import load_audio
+    from ser.diarization import campplus
+    from ser.audio.decode import load_audio
     monkeypatch.setattr(campplus, "_FAST", None)  # this process's others keep the eager network
     y = load_audio(Path(__file__).resolve().parents[1] / "assets" / "demo_emotions.flac").y
     eager_turns = BuiltinDiarizer()(y, 16000)
@@ -204,7 +207,7 @@ def test_the_optimised_campplus_gives_the_eager_answers(monkeypatch):
 def test_campplus_keeps_the_eager_network_when_tracing_fails(monkeypatch):
     import torch
 
-    from ser import campplus
+    from ser.diarization import campplus
     monkeypatch.setattr(campplus, "_FAST", None)
 
     def broken(*a, **k):
@@ -215,7 +218,8 @@ def test_campplus_keeps_the_eager_network_when_tracing_fails(monkeypatch):
 
 def test_importing_silero_keeps_the_thread_count():
     import torch
-    from ser.diarization import BuiltinSettings, speech_regions
+    from ser.diarization.base import BuiltinSettings
+    from ser.diarization.vad import speech_regions
     before = torch.get_num_threads()
     speech_regions(np.zeros(16000, np.float32) + 1e-3, 16000, BuiltinSettings())
     assert torch.get_num_threads() == before
@@ -226,7 +230,8 @@ def test_counting_honours_exact_and_min_max(method, refine_from_s):
     """4 speakers × 30 windows of 0.75 s = 90 s of speech: average linkage runs on the refined
     similarity by default (≥ 60 s), on the plain cosine when refining is set beyond it."""
     from dataclasses import replace
-    from ser.diarization import BuiltinSettings, cluster_windows
+    from ser.diarization.base import BuiltinSettings
+    from ser.diarization.clustering import cluster_windows
     rng = np.random.default_rng(3)
     X, truth = _blobs([rng.standard_normal(32) for _ in range(4)], 30, 0.08)
     s = replace(BuiltinSettings(), clustering=method, min_cluster_s=1.0, hop_s=0.75,
@@ -243,8 +248,9 @@ def test_counting_honours_exact_and_min_max(method, refine_from_s):
 def test_refined_similarity_keeps_neighbourhoods_and_is_used_from_a_minute_of_speech(monkeypatch):
     from dataclasses import replace
 
-    import ser.clustering as clustering
-    from ser.diarization import BuiltinSettings, cluster_windows
+    import ser.diarization.clustering as clustering
+    from ser.diarization.base import BuiltinSettings
+    from ser.diarization.clustering import cluster_windows
     rng = np.random.default_rng(4)
     common = rng.standard_normal(32)  # voices share a direction: different speakers at cosine ~0.5
     X, truth = _blobs([common + rng.standard_normal(32) for _ in range(3)], 30, 0.4)
@@ -279,10 +285,10 @@ def test_a_short_clip_takes_the_short_clip_path():
 
 @needs_ravdess
 def test_overlap_regions_get_two_speakers_when_the_detector_is_on():
-    from ser.demo import Turn
+    from ser.analysis.demo import Turn
     a = [c for c, _, _ in _ravdess_clips(1, ("05",), 4)]  # angry: loud, long
     b = [c for c, _, _ in _ravdess_clips(2, ("05",), 4)]
-    from ser.features import trim_silence
+    from ser.emotion.features import trim_silence
     a, b = [trim_silence(x) for x in a], [trim_silence(x) for x in b]
     sr = 16000
     y = np.zeros(int(16 * sr), np.float32)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ser.analysis import Analysis, EmotionSegment, SpeakerTurn
+from ser.analysis.result import Analysis, EmotionSegment, SpeakerTurn
 from ser.errors import ConfigError
-from ser.exports import FORMATS, export
+from ser.analysis.exports import FORMATS, export
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from audiogen import tone
-from ser import features as F
+from ser.emotion import features as F
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_centroid_tracks_frequency():
 def test_torch_front_ends_match_numpy(y):
     import torch
 
-    from ser.models import MFCC, LogMel
+    from ser.emotion.nets import MFCC, LogMel
 
     fc = F.FeatureConfig()
     x = torch.from_numpy(y)[None]

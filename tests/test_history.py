@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from ser.analysis import Analysis, EmotionSegment, SpeakerTurn
+from ser.analysis.result import Analysis, EmotionSegment, SpeakerTurn
 from ser.errors import DataError
-from ser.history import History
+from ser.serve.history import History
 
 
 def _analysis(name="talk.wav", sha="ab" * 32):
@@ -55,7 +55,7 @@ def test_killing_a_writer_leaves_only_whole_rows(tmp_path):
     db = tmp_path / "h.sqlite"
     History(db)
     writer = f"""
-from ser.history import History
+from ser.serve.history import History
 from ser.analysis import Analysis, SpeakerTurn
 h = History({str(db)!r})
 a = Analysis("x.wav", 600.0, ["neutral"], turns=[SpeakerTurn(i, i + 0.5, "S") for i in range(3000)],

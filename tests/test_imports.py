@@ -20,7 +20,7 @@ def test_load_model_is_reachable_lazily():
 
 
 def test_the_cli_the_batch_engine_and_the_app_modules_do_not_import_ray():
-    code = ("import sys, ser.cli, ser.batch, ser.pipeline, ser.api, ser.live; "
+    code = ("import sys, ser.cli, ser.serve.batch, ser.analysis.pipeline, ser.serve.api, ser.serve.live; "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

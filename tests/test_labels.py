@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ser.errors import ConfigError
-from ser.labels import EMOTIONS, LABEL_SETS, map_label, map_probabilities
+from ser.emotion.labels import EMOTIONS, LABEL_SETS, map_label, map_probabilities
 
 
 def test_label_sets():

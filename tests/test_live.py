@@ -1,4 +1,4 @@
-"""ser.live: the streaming scorer (thread and process workers), its bounds, and what a
+"""ser.serve.live: the streaming scorer (thread and process workers), its bounds, and what a
 stopped session becomes (Analysis, WAV, timeline rows)."""
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import pytest
 from audiogen import speak, tone
 
 from ser.errors import AudioError, ConfigError
-from ser.live import SR, LiveScorer, LiveSettings, frame_to_mono, ice_servers
+from ser.serve.live_engine import SR, LiveSettings, frame_to_mono
+from ser.serve.live import LiveScorer, ice_servers
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     return load_model(tiny_model_dir, device="cpu")
 
@@ -70,9 +71,9 @@ def test_thread_worker_scores_speech_gates_silence_and_matches_offline(model, sp
 
 
 def test_a_stopped_session_becomes_an_analysis_with_turns_windows_and_exports(model, speech_then_silence, tmp_path):
-    from ser.analysis import Analysis
-    from ser.audio import load_audio
-    from ser.exports import export
+    from ser.analysis.result import Analysis
+    from ser.audio.decode import load_audio
+    from ser.analysis.exports import export
 
     s = LiveScorer(model, worker="thread")
     feed(s, speech_then_silence)
@@ -92,8 +93,8 @@ def test_a_stopped_session_becomes_an_analysis_with_turns_windows_and_exports(mo
     rows = s.timeline_rows()
     assert len(rows) == len(s.updates()) and {"no speech"} <= {r["emotion"] for r in rows}
     # History keeps it whole, and the History page's four-panel view draws it
-    from ser.figures import analysis_figure
-    from ser.history import History
+    from ser.analysis.figures import analysis_figure
+    from ser.serve.history import History
 
     hist = History(tmp_path / "h.sqlite")
     back, settings, audio = hist.get(hist.save(a, {"source": "live"}, audio=s.wav_bytes()))
@@ -262,8 +263,8 @@ def test_a_program_whose_worker_died_still_exits(tiny_model_dir, tmp_path):
     script.write_text(f"""
 import os, signal, time
 import numpy as np
-from ser.live import LiveScorer
-from ser.models import load_model
+from ser.serve.live import LiveScorer
+from ser.emotion import load_model
 
 if __name__ == "__main__":
     s = LiveScorer(load_model({str(tiny_model_dir)!r}, device="cpu"), worker="process")

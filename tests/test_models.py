@@ -10,8 +10,10 @@ import torch
 
 from audiogen import tone
 from ser.errors import AudioError, ModelError
-from ser.features import FeatureConfig, pooled_statistics
-from ser.models import ARCHITECTURES, ModelCard, build_model, count_parameters, load_model, save_model, spec_augment
+from ser.emotion.features import FeatureConfig, pooled_statistics
+from ser.emotion.nets import ARCHITECTURES, build_model, count_parameters, spec_augment
+from ser.emotion.folder import ModelCard, save_model
+from ser.emotion.model import load_model
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -125,7 +127,7 @@ def test_long_clip_is_scored_in_windows(tiny_model_dir):
 
 
 def test_device_auto_and_cuda_request():
-    from ser.models import pick_device
+    from ser.emotion.model import pick_device
 
     with pytest.raises(ModelError, match="Unknown device 'gpu'"):
         pick_device("gpu")

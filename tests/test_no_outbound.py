@@ -150,7 +150,7 @@ def test_a_ray_job_contacts_only_loopback(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from ser.demo import synthesize_dialogue
+    from ser.analysis.demo import synthesize_dialogue
 
     data = tmp_path / "in"
     data.mkdir()

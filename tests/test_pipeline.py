@@ -1,4 +1,4 @@
-"""ser.pipeline.analyze and `ser analyze`: turns → emotions → Analysis → exports."""
+"""ser.analysis.pipeline.analyze and `ser analyze`: turns → emotions → Analysis → exports."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 
 from audiogen import tone, write
 from conftest import needs_ravdess
-from ser.analysis import Analysis, SpeakerTurn
-from ser.audio import Audio
+from ser.analysis.result import Analysis, SpeakerTurn
+from ser.audio.decode import Audio
 from ser.errors import ConfigError
-from ser.pipeline import StageCache, analyze, plan_windows, relabel
+from ser.analysis.pipeline import StageCache, analyze, plan_windows, relabel
 
 
 class FixedDiarizer:
@@ -77,7 +77,7 @@ def test_noise_only_is_a_no_speech_result_not_an_error(tiny_model_dir, tmp_path)
     assert a.provenance["no_speech"] is True
     assert a.turns == [] and a.segments == [] and a.windows == []
     assert a.duration_s == pytest.approx(6.0)
-    from ser.exports import FORMATS, export
+    from ser.analysis.exports import FORMATS, export
     paths = export(a, tmp_path / "out", FORMATS, stem="room")
     assert all(p.exists() for p in paths.values())
     assert Analysis.from_dict(json.loads(paths["json"].read_text())).turns == []
@@ -92,7 +92,7 @@ def test_changing_counts_or_model_reuses_unchanged_stages(tiny_model_dir, speech
     (other / "card.json").write_text(json.dumps(card))
     y = np.concatenate([speech_like, np.zeros(8000, np.float32), tone(2.0, freq=120.0, seed=3)])
     cache = StageCache()
-    from ser.diarization import BuiltinDiarizer
+    from ser.diarization.backends import BuiltinDiarizer
     dia = BuiltinDiarizer()
     first = analyze(_audio(y), diarizer=dia, model=tiny_model_dir, device="cpu", cache=cache)
     assert cache.misses == {"embeddings": 1, "turns": 1, "emotion": 1}
@@ -133,7 +133,7 @@ def test_ravdess_conversation_end_to_end():
     shipped model, and the per-speaker summary adds up."""
     from test_diarization import _ravdess_clips
 
-    from ser.demo import conversation
+    from ser.analysis.demo import conversation
     a = _ravdess_clips(1, ("01", "02", "03", "05"), 3, offset=2)
     b = _ravdess_clips(2, ("01", "02", "03", "05"), 3, offset=5)
     y, truth = conversation([x for pair in zip(a, b) for x in pair], seed=3)

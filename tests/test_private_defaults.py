@@ -74,12 +74,12 @@ def test_serve_refuses_a_network_interface_without_a_key():
                                             ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
                                             ("::", False), ("192.168.1.5", False), ("example.org", False)])
 def test_is_loopback(host, loopback):
-    from ser.auth import is_loopback
+    from ser.serve.auth import is_loopback
     assert is_loopback(host) is loopback
 
 
 def test_batch_outputs_stay_in_the_output_folder(tmp_path, tiny_model_dir, monkeypatch):
-    from ser.batch import BatchOptions, output_stem, run_batch
+    from ser.serve.batch import BatchOptions, output_stem, run_batch
 
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
@@ -107,7 +107,7 @@ def test_api_uploads_never_touch_the_disk(tiny_model_dir, monkeypatch):
     from fastapi.testclient import TestClient
 
     from audiogen import encode
-    from ser.api import APISettings, create_app
+    from ser.serve.api import APISettings, create_app
 
     rolled = []
     real = tempfile.SpooledTemporaryFile.rollover

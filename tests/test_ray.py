@@ -23,7 +23,7 @@ def corpus(tmp_path_factory) -> Path:
     """Eight 10-s recordings of two synthetic voices taking turns, and one corrupt WAV."""
     import soundfile as sf
 
-    from ser.demo import synthesize_dialogue
+    from ser.analysis.demo import synthesize_dialogue
 
     root = tmp_path_factory.mktemp("corpus")
     y, sr = synthesize_dialogue()[0], 16_000

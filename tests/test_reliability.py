@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 
 from audiogen import encode, tone
-from ser.audio import AudioLimits, load_audio
+from ser.audio.decode import AudioLimits, load_audio
 from ser.errors import AudioError
-from ser.fuzz import LAYOUTS
+from ser.audio.fuzz import LAYOUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_fuzzer_3000_cases_no_crash_hang_exception_or_traceback():
-    from ser.fuzz import run
+    from ser.audio.fuzz import run
 
     report = run(n_cases=3000, seed=20261204, workers=2, timeout_s=30.0)
     c = report.counts
@@ -38,7 +38,7 @@ def test_fuzzer_3000_cases_no_crash_hang_exception_or_traceback():
 
 def test_fuzzer_counts_a_crashing_case_instead_of_dying(monkeypatch):
     """The harness itself: a worker killed by a signal is a counted crash, and the run goes on."""
-    import ser.fuzz as fz
+    import ser.audio.fuzz as fz
 
     monkeypatch.setattr(fz, "seed_files", lambda: {"wav": encode(tone(1.0), 16_000, "wav")})
     monkeypatch.setattr(fz, "case", lambda seed, i, seeds: ("segfault" if i == 1 else "plain", b"SEGV" if i == 1
@@ -52,7 +52,7 @@ def test_fuzzer_counts_a_crashing_case_instead_of_dying(monkeypatch):
 def _segfaulting_worker(conn, stderr_path):  # pickled by reference into the spawned child
     import ctypes
 
-    from ser.fuzz import _worker
+    from ser.audio.fuzz import _worker
     real = conn.recv
     pending = []
 
@@ -70,7 +70,7 @@ _MATRIX_SCRIPT = r"""
 import json, sys
 import numpy as np
 from ser.audio import load_audio
-from ser.fuzz import MAX_CHANNELS, encode, voice
+from ser.audio.fuzz import MAX_CHANNELS, encode, voice
 y = voice(2.0, 16000)
 out = []
 for fmt in sys.argv[1].split(","):
@@ -145,7 +145,7 @@ def test_loud_but_plausible_float_audio_is_accepted():
 
 
 def test_model_boundary_refuses_non_finite_or_absurd_samples(tiny_model_dir):
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     m = load_model(tiny_model_dir, device="cpu")
     y = tone(2.0).copy()
@@ -162,7 +162,7 @@ def test_non_finite_logits_never_become_probabilities(tiny_model_dir, monkeypatc
     import torch
 
     from ser.errors import ModelError
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     m = load_model(tiny_model_dir, device="cpu")
     with torch.no_grad():
@@ -204,8 +204,8 @@ def _difference(a: dict, b: dict) -> str:
 def test_four_threads_five_rounds_of_analyze_equal_the_sequential_results():
     """Two threads on one silero-vad instance aborted the process (heap corruption) within a
     few rounds; each analysis now borrows its own."""
-    from ser.models import load_model
-    from ser.pipeline import analyze
+    from ser.emotion.model import load_model
+    from ser.analysis.pipeline import analyze
 
     model = load_model("default", device="cpu")
     clips = [load_audio(ROOT / "assets" / "demo_dialogue.wav"),
@@ -241,7 +241,7 @@ def test_four_threads_five_rounds_of_analyze_equal_the_sequential_results():
 
 
 def test_vad_pool_lends_each_caller_its_own_instance():
-    from ser.diarization import VAD_POOL
+    from ser.diarization.vad import VAD_POOL
 
     seen, barrier = [], threading.Barrier(3)
 

@@ -40,7 +40,7 @@ def test_loading_and_predicting_needs_no_network(monkeypatch, speech_like):
     """The shipped model is whole in the repo: with every socket refused, it loads and predicts."""
     import socket
 
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     def refuse(*a, **k):
         raise AssertionError("a network connection was attempted")
@@ -52,7 +52,7 @@ def test_loading_and_predicting_needs_no_network(monkeypatch, speech_like):
 
 
 def test_default_model_predicts_offline(speech_like):
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     m = load_model("default", device="cpu")
     out = m.predict(speech_like, 16_000)
@@ -61,7 +61,7 @@ def test_default_model_predicts_offline(speech_like):
 
 @needs_ravdess
 def test_ravdess_reader_on_the_real_copy():
-    from ser.datasets import read_ravdess
+    from ser.training.datasets import read_ravdess
 
     items = read_ravdess(RAVDESS)
     assert len(items) == 1200 and len({u.speaker for u in items}) == 20
@@ -72,9 +72,9 @@ def test_ravdess_reader_on_the_real_copy():
 @pytest.mark.slow
 def test_default_model_separates_high_arousal_on_ravdess_clips():
     """A sanity check on real speech (training actors, so not a performance figure)."""
-    from ser.audio import load_audio
-    from ser.datasets import read_ravdess
-    from ser.models import load_model
+    from ser.audio.decode import load_audio
+    from ser.training.datasets import read_ravdess
+    from ser.emotion.model import load_model
 
     m = load_model("default", device="cpu")
     items = [u for u in read_ravdess(RAVDESS, actors=[3, 4]) if u.label in ("angry", "sad")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser.simulate import SimSettings, overlap_fraction, simulate
+from ser.diarization.simulate import SimSettings, overlap_fraction, simulate
 
 SR = 16000
 
@@ -55,6 +55,6 @@ def test_recordings_are_seeded_and_overlap_is_measured(pool):
 
 
 def test_overlap_fraction_of_known_turns():
-    from ser.demo import Turn
+    from ser.analysis.demo import Turn
     turns = [Turn(0, 4, "a"), Turn(3, 6, "b"), Turn(8, 10, "a")]
     assert overlap_fraction(turns) == pytest.approx(1 / 8)

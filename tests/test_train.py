@@ -10,7 +10,7 @@ import pytest
 
 from audiogen import tone, write
 from ser.errors import ConfigError, DataError
-from ser.train import TrainConfig, classification_metrics, load_config, run_training, speaker_folds
+from ser.training.train import TrainConfig, classification_metrics, load_config, run_training, speaker_folds
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 
@@ -58,8 +58,8 @@ def test_config_precedence(tmp_path):
 
 @pytest.mark.parametrize("arch", ["cnn2d", "logreg"])
 def test_train_cross_validates_and_saves_a_loadable_model(toy_corpus, tmp_path, arch):
-    from ser.audio import load_audio
-    from ser.models import load_model
+    from ser.audio.decode import load_audio
+    from ser.emotion.model import load_model
 
     cfg = TrainConfig(arch=arch, label_set="four", epochs=3, patience=3, folds=3, batch_size=8, lr=1e-2,
                       pitch_p=0.5, seed=1)

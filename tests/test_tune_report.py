@@ -9,8 +9,8 @@ import pytest
 
 from audiogen import tone, write
 from ser.errors import DataError
-from ser.report import breakdown, report, to_markdown
-from ser.train import TrainConfig, load_config
+from ser.training.report import breakdown, report, to_markdown
+from ser.training.train import TrainConfig, load_config
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def tiny_corpus(tmp_path):
 
 
 def test_tune_writes_a_config_train_accepts_and_resumes(tmp_path, tiny_corpus):
-    from ser.tune import run_tuning
+    from ser.training.tune import run_tuning
     base = TrainConfig(arch="sercnn", epochs=1, folds=3, threads=1, pitch_semitones=0.0)
     study, out = tmp_path / "study.sqlite", tmp_path / "best.json"
     r1 = run_tuning(tiny_corpus, "ravdess", base, trials=2, study_path=study, out_config=out, log=lambda m: None)
@@ -90,7 +90,7 @@ def test_report_on_a_folder_without_cv_is_a_clear_error(tmp_path):
 
 def test_tune_refuses_the_whisper_head(tmp_path, tiny_corpus):
     from ser.errors import ConfigError
-    from ser.tune import run_tuning
+    from ser.training.tune import run_tuning
 
     with pytest.raises(ConfigError, match="--protocol loco"):
         run_tuning(tiny_corpus, "ravdess", TrainConfig(), trials=1, study_path=tmp_path / "s.sqlite",

@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from ser.features import FeatureConfig
-from ser.whisper import (N_MELS, WhisperEncoder, WhisperFrames, WhisperLogMel, ct2_to_state, mean_std,
-                         mel_filters, read_ct2)
+from ser.emotion.features import FeatureConfig
+from ser.emotion.whisper import (
+    N_MELS,
+    WhisperEncoder,
+    WhisperFrames,
+    WhisperLogMel,
+    ct2_to_state,
+    mean_std,
+    mel_filters,
+    read_ct2,
+)
 
 D, HEADS, LAYERS = 16, 2, 3
 
@@ -166,8 +174,9 @@ def _tiny_encoder_file(tmp_path: Path) -> Path:
 def test_model_folder_stores_the_encoder_in_float16_and_spans_pool_one_encoding(tmp_path):
     from safetensors import safe_open
 
-    from ser.models import ModelCard, load_model, save_model
-    from ser.multicorpus import build_net
+    from ser.emotion.folder import ModelCard, save_model
+    from ser.emotion.model import load_model
+    from ser.training.heads import build_net
 
     labels = ["neutral", "happy", "sad"]
     args = {"layers": [0, 2], "d": D, "n_heads": HEADS}
@@ -182,7 +191,7 @@ def test_model_folder_stores_the_encoder_in_float16_and_spans_pool_one_encoding(
     rng = np.random.default_rng(0)
     t = np.arange(48_000) / 16_000
     y = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-    from ser.calibration import softmax
+    from ser.emotion.calibration import softmax
 
     whole = softmax(m.logits(y, 16_000) / m.card.temperature)  # the clip as one piece, untrimmed
     spans = m.predict_proba_spans(y, 16_000, [(0, len(y)), (0, 16_000), (16_000, 48_000), (100, 2000)])
@@ -230,7 +239,7 @@ def test_multi_corpus_training_smoke(tmp_path, monkeypatch):
     """`ser train` with three --data/--corpus pairs: pooled CV, leave-one-corpus-out, calibration,
     a card with per-corpus figures and the label policy, and a model that loads and predicts."""
     from ser.cli import main
-    from ser.models import load_model
+    from ser.emotion.model import load_model
 
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     corpora = _synthetic_corpora(tmp_path / "data")
@@ -261,7 +270,7 @@ def test_multi_corpus_training_smoke(tmp_path, monkeypatch):
     m = load_model(tmp_path / "m", device="cpu")
     p = m.predict_proba(np.sin(2 * np.pi * 220 * np.arange(16_000) / 16_000).astype(np.float32) * 0.1, 16_000)
     assert p.shape == (8,) and abs(p.sum() - 1) < 1e-5
-    from ser.adapt import adapt_probabilities
+    from ser.emotion.adapt import adapt_probabilities
 
     X = np.stack([m.pooled(np.sin(2 * np.pi * f * np.arange(16_000) / 16_000).astype(np.float32) * 0.1, 16_000)
                   for f in (110, 150, 220, 260, 300, 330)])
@@ -270,8 +279,8 @@ def test_multi_corpus_training_smoke(tmp_path, monkeypatch):
 
 
 def test_loco_never_puts_a_corpus_on_both_sides(monkeypatch):
-    from ser import multicorpus
-    from ser.datasets import Utterance
+    from ser.training import protocols
+    from ser.training.datasets import Utterance
 
     rng = np.random.default_rng(0)
     utts, labels = [], []
@@ -283,21 +292,21 @@ def test_loco_never_puts_a_corpus_on_both_sides(monkeypatch):
     y = np.array(labels)
     X = rng.standard_normal((len(y), 2, 6)) + np.eye(6)[y][:, None, :] * 3
     seen = []
-    real_fit = multicorpus.fit_head
+    real_fit = protocols.fit_head
 
     def spy(Xtr, ytr, corpora, n, **kw):
         seen.append(set(corpora))
         return real_fit(Xtr, ytr, corpora, n, **kw)
 
-    monkeypatch.setattr(multicorpus, "fit_head", spy)
-    res = multicorpus.leave_one_corpus_out(utts, X, y, [str(i) for i in range(6)], C=10.0)
+    monkeypatch.setattr(protocols, "fit_head", spy)
+    res = protocols.leave_one_corpus_out(utts, X, y, [str(i) for i in range(6)], C=10.0)
     assert seen == [{"b", "c"}, {"a", "c"}, {"a", "b"}]
     assert res["per_corpus"]["a"]["classes"] == ["0", "1", "2"] and res["per_corpus"]["a"]["chance"] == pytest.approx(1 / 3)
     assert all(v["uar"] > 0.8 for v in res["per_corpus"].values()), res["per_corpus"]
 
 
 def test_balance_weights_equalise_corpora_and_classes():
-    from ser.multicorpus import balance_weights
+    from ser.training.heads import balance_weights
 
     w = balance_weights(["a"] * 6 + ["b"] * 2, [0, 0, 0, 0, 1, 1, 0, 1])
     assert w[:6].sum() == pytest.approx(w[6:].sum())
@@ -305,7 +314,7 @@ def test_balance_weights_equalise_corpora_and_classes():
 
 
 def test_channel_augment_keeps_length_and_is_seeded():
-    from ser.augment import channel_augment
+    from ser.audio.augment import channel_augment
 
     y = (0.2 * np.sin(2 * np.pi * 200 * np.arange(16_000) / 16_000)).astype(np.float32)
     a = [channel_augment(y, np.random.default_rng(s)) for s in range(12)]
@@ -315,7 +324,7 @@ def test_channel_augment_keeps_length_and_is_seeded():
 
 
 def test_feature_config_unused_by_whisper_is_harmless():
-    from ser.models import build_model
+    from ser.emotion.nets import build_model
 
     net = build_model("whisper", FeatureConfig(), 4, layers=[0], d=D, n_heads=HEADS)
     assert net(torch.randn(2, 8000) * 0.1).shape == (2, 4)
