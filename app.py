@@ -3,6 +3,7 @@
 Run with ``make run`` (or ``streamlit run app.py``).
 """
 
+import ser  # noqa: F401  (first: ser.threads' yielding-thread policy is set before torch starts)
 import streamlit as st
 
 st.set_page_config(page_title="ser — speech emotion", page_icon="🎙️", layout="wide")

@@ -27,6 +27,13 @@ def main(argv: list[str]) -> int:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
+    import ser  # before streamlit, numpy and torch: ser.threads' policy is in their environment
+    from ser.threads import policy
+
+    p = policy()
+    print("ser: thread policy " + ("off" if not p["enabled"] else
+          f"on ({p['mode']}: each analysis on the cores free when it starts, of {p['usable_cores']}; "
+          "docs/speed.md)"), flush=True)
     import logging
 
     from pages import warm_start  # the app's own (st.cache_resource: the app's call finds this one)

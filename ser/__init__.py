@@ -13,6 +13,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ser.threads import set_environment  # noqa: E402
+
+set_environment()  # threads that yield, not spin: before torch or BLAS start in any entry point (ser.threads)
+
 from ser.audio.decode import Audio, AudioLimits, load_audio  # noqa: E402  (numpy only)
 from ser.errors import AudioError, ConfigError, DataError, ModelError, SERError  # noqa: E402
 

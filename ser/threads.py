@@ -1,33 +1,34 @@
 """Compute that shares the machine politely: the thread policy of every entry point.
 
 Users run the dashboard with a browser open and other jobs beside it. torch's default on a
-2-core machine — two OpenMP threads that *spin* at every barrier — loses badly there: when
-one core is taken by another process, each parallel region waits for a thread that is not
-running (a warm 30-s analysis went from 2.1 s to 6.7 s with one busy process beside it, and
-to 60 s with two more low-priority jobs). So:
+2-core machine is two OpenMP threads per parallel region; when another process holds one
+core, every region waits at its barrier for a thread that is not running: a warm 30-s
+analysis took 1.39 s idle and 4.71 s with one busy process beside it (5.37 s with two).
+What helps is not how the threads wait but how many there are (``bench/contention.py``,
+``docs/speed.md``): two *yielding* threads (``OMP_WAIT_POLICY=PASSIVE``) made the idle
+analysis 2.6× slower (3.4 s: every one of its ~1000 small regions wakes a sleeping thread)
+and stayed slow when loaded; one thread is 1.95 s idle and 1.97 s loaded. So:
 
-1. **Threads that yield, not spin** (:func:`set_environment`, run by ``import ser``, so
-   before torch or any OpenMP/BLAS library starts in every entry point: the dashboard,
-   ``ser`` and ``python -m ser.cli``, the API server, batch workers, Ray actors and the live
-   worker, which all import ``ser`` first). It sets, unless already set:
-   ``OMP_WAIT_POLICY=PASSIVE`` (GNU OpenMP, torch's: idle threads sleep at once),
-   ``KMP_BLOCKTIME=0`` (Intel OpenMP, if a library brings it) and
-   ``OPENBLAS_THREAD_TIMEOUT=4`` (OpenBLAS threads sleep after ~2^4 cycles of waiting).
-2. **Threads per job** (:func:`job_threads`): a job sets torch's intra-op threads *for its
-   own thread* (OpenMP's thread count is per calling thread, so concurrent analyses in one
-   server each keep theirs) and BLAS's for the process while it runs:
+1. **Threads per job, from the cores that are free now** (:func:`job_threads`). A daemon
+   thread (started by the first job) samples ``/proc/stat`` every half second: the cores of
+   this process's affinity minus those other processes keep busy at normal priority (time of
+   niced processes does not count — our threads take the core from them — and this process's
+   own CPU time is subtracted). A job's torch intra-op threads = the free cores, shared among
+   the jobs this process runs at once, at least one; a clip of up to ``SER_SHORT_JOB_S``
+   (10 s: ``ser predict``, the API's classify) and every live window get one. torch's count
+   is set *for the job's own thread* (OpenMP's count is per calling thread), so concurrent
+   analyses in one server each keep theirs, and restored afterwards.
+2. **Library pools that do not spin** (:func:`set_environment`, run by ``import ser``, so
+   before numpy or torch start in every entry point — the dashboard, ``ser`` and ``python -m
+   ser.cli``, the API server, batch workers, Ray actors and the live worker all import ``ser``
+   first): ``OPENBLAS_THREAD_TIMEOUT=4`` (numpy's BLAS threads sleep after ~2^4 cycles instead of
+   spinning ~2^28 after each call, taking a core from torch's threads) and ``KMP_BLOCKTIME=0``
+   (Intel OpenMP, where a library brings it). GNU OpenMP (torch's) keeps its default: a short
+   spin, then sleep.
 
-   - audio up to ``SER_SHORT_JOB_S`` (default 120 s), and every live window: **one thread**;
-     a short job gains little from a second thread even on an idle machine and loses most
-     when the machine is busy;
-   - longer recordings: **the cores that are free now** — the cores this process may use
-     (``os.sched_getaffinity``) minus those other processes kept busy over the last 0.2 s
-     (``/proc/stat``, our own CPU time subtracted) — shared among the jobs this process is
-     running at once, at least one.
-
-Overrides: ``SER_THREADS=N`` fixes every job's thread count (``ser analyze --threads N``
-does the same for one command); setting any of the variables above yourself keeps your
-value; ``SER_THREAD_POLICY=off`` leaves torch's and the libraries' defaults alone.
+Overrides: ``SER_THREADS=N`` fixes every job's torch threads (``ser analyze --threads N`` for
+one command); a variable above that you set yourself keeps your value;
+``SER_THREAD_POLICY=off`` leaves torch's and the libraries' defaults alone.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ from contextlib import contextmanager
 from typing import Iterator
 
 ENV_DEFAULTS = {
-    "OMP_WAIT_POLICY": "PASSIVE",
-    "KMP_BLOCKTIME": "0",
-    "OPENBLAS_THREAD_TIMEOUT": "4",
+    "OPENBLAS_THREAD_TIMEOUT": "4",  # numpy's BLAS threads sleep after ~2^4 cycles instead of ~2^28
+    "KMP_BLOCKTIME": "0",  # Intel OpenMP, where a library brings it: no spinning after a region
 }
-SHORT_JOB_S = 120.0
+SHORT_JOB_S = 10.0
+SAMPLE_S = 0.5
 _LOCK = threading.Lock()
 _ACTIVE = 0  # jobs of this process running now
 
@@ -53,8 +54,8 @@ def enabled() -> bool:
 
 
 def set_environment() -> dict[str, str]:
-    """Set the yielding-thread variables that are not set yet; returns what it set. Must run
-    before torch (or numpy's OpenBLAS) is first imported to take effect; harmless after."""
+    """Set the library variables of the policy that are not set yet; returns what it set. Must
+    run before numpy or torch is first imported to take effect; harmless after."""
     if not enabled():
         return {}
     changed = {}
@@ -74,32 +75,67 @@ def usable_cores() -> int:
 
 
 def _cpu_times() -> tuple[float, float] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat; None where it is missing."""
+    """(busy at normal priority, total) jiffies of the whole machine from /proc/stat; None where
+    it is missing. Time of niced processes (the ``nice`` column) is not counted as busy: our
+    threads, at normal priority, take the core from them (CFS gives nice 19 ~1.5 %)."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
-            fields = [float(x) for x in f.readline().split()[1:]]
+            v = [float(x) for x in f.readline().split()[1:9]]
     except (OSError, ValueError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return sum(fields[:8]) - idle, sum(fields[:8])
+    v += [0.0] * (8 - len(v))
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + system + irq + softirq + steal, sum(v)
 
 
-def free_cores(sample_s: float = 0.2) -> float:
-    """Cores not kept busy by other processes over the next ``sample_s`` seconds (this
-    process's own CPU time does not count as busy). Without /proc, all usable cores."""
+class _CoreMonitor:
+    """How many cores other processes keep busy, sampled every ``SAMPLE_S`` by a daemon thread
+    started on first use, so a job reads it without waiting. This process's own CPU time is
+    subtracted (its analyses do not count against themselves)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.others: float | None = None
+        self.thread: threading.Thread | None = None
+
+    def _sample(self, seconds: float) -> float | None:
+        a, own0, t0 = _cpu_times(), time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        b, own, wall = _cpu_times(), time.process_time() - own0, time.monotonic() - t0
+        if a is None or b is None or b[1] <= a[1] or wall <= 0:
+            return None
+        busy = (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
+        return max(0.0, busy - own / wall)
+
+    def _run(self) -> None:
+        while True:
+            others = self._sample(SAMPLE_S)
+            if others is None:
+                return
+            with self.lock:
+                self.others = others
+
+    def busy_elsewhere(self) -> float | None:
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="ser-core-monitor", daemon=True)
+                self.thread.start()
+            others = self.others
+        if others is None:  # the first job of the process: a short sample of its own
+            others = self._sample(0.1)
+        return others
+
+
+_MONITOR = _CoreMonitor()
+
+
+def free_cores() -> float:
+    """Usable cores not kept busy by other processes at normal priority, over the last half
+    second. Without /proc, all usable cores."""
     cores = usable_cores()
-    a = _cpu_times()
-    if a is None:
+    others = _MONITOR.busy_elsewhere()
+    if others is None:
         return float(cores)
-    own0, t0 = time.process_time(), time.monotonic()
-    time.sleep(sample_s)
-    b = _cpu_times()
-    own, wall = time.process_time() - own0, time.monotonic() - t0
-    if b is None or b[1] <= a[1] or wall <= 0:
-        return float(cores)
-    machine = os.cpu_count() or cores
-    busy_cores = (b[0] - a[0]) / (b[1] - a[1]) * machine  # all processes, in cores
-    others = max(0.0, busy_cores - own / wall)
     return max(0.0, min(float(cores), cores - others))
 
 
@@ -112,7 +148,7 @@ def threads_for(duration_s: float | None, *, concurrent: int = 1) -> int:
     short = float(os.environ.get("SER_SHORT_JOB_S", SHORT_JOB_S))
     if duration_s is None or duration_s <= short:
         return 1
-    return max(1, int(free_cores() + 0.5) // max(1, concurrent))
+    return max(1, int(free_cores() + 0.3) // max(1, concurrent))
 
 
 @contextmanager
@@ -125,8 +161,10 @@ def job_threads(duration_s: float | None = None, threads: int | None = None) -> 
         _ACTIVE += 1
         concurrent = _ACTIVE
     try:
-        if not enabled() and not threads:
-            yield 0
+        if not enabled() and not threads:  # torch's own default, as it is
+            import torch
+
+            yield torch.get_num_threads()
             return
         n = threads if threads and threads > 0 else threads_for(duration_s, concurrent=concurrent)
         import torch
@@ -134,8 +172,7 @@ def job_threads(duration_s: float | None = None, threads: int | None = None) -> 
         before = torch.get_num_threads()
         torch.set_num_threads(n)
         try:
-            with _blas_limit(n):
-                yield n
+            yield n
         finally:
             torch.set_num_threads(before)
     finally:
@@ -143,17 +180,15 @@ def job_threads(duration_s: float | None = None, threads: int | None = None) -> 
             _ACTIVE -= 1
 
 
-@contextmanager
-def _blas_limit(n: int) -> Iterator[None]:
-    """numpy's BLAS pool limited to ``n`` threads while a job runs (process-wide: the smallest
-    limit of the jobs running wins, which never oversubscribes)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # not installed: leave BLAS alone
-        yield
-        return
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
+def mode(threads: int | None = None) -> str:
+    """How a job's thread count is chosen: "off" (torch's default), "fixed" (``threads`` or
+    ``SER_THREADS``) or "adaptive" (the free cores)."""
+    if threads and threads > 0:
+        return "fixed"
+    if not enabled():
+        return "off"
+    fixed = os.environ.get("SER_THREADS", "").strip()
+    return "fixed" if fixed.isdigit() and int(fixed) > 0 else "adaptive"
 
 
 def policy() -> dict:
@@ -161,6 +196,7 @@ def policy() -> dict:
     out = {k: os.environ.get(k) for k in ENV_DEFAULTS}
     out["SER_THREADS"] = os.environ.get("SER_THREADS")
     out["enabled"] = enabled()
+    out["mode"] = mode()
     out["usable_cores"] = usable_cores()
     import sys
 

@@ -182,3 +182,15 @@ def test_mixed_load_no_death_no_5xx(server):
     assert server["proc"].poll() is None, server["log"].read_text()[-2000:]
     assert not wrong, wrong[:5]
     assert statuses.get(200, 0) >= 10 and not any(s >= 500 for s in statuses), statuses
+
+
+def test_the_api_server_runs_analyses_under_the_thread_policy(server):
+    """`ser serve` is an entry point of its own: its analyses choose their torch threads from the
+    free cores (ser.threads)."""
+    import httpx
+
+    r = httpx.post(server["url"] + "/v1/analyze", files={"file": ("a.wav", encode(tone(3.0), 16_000, "wav"))},
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    threads = r.json()["provenance"]["threads"]
+    assert threads["mode"] == "adaptive" and 1 <= threads["torch"] <= (os.cpu_count() or 1), threads

@@ -101,6 +101,8 @@ def test_ray_engine_on_a_two_node_cluster_matches_local_and_survives_a_node_kill
 
     # the same results file for file, the same summary, the corrupt file a row with its error
     assert _results(dist) == _results(local)
+    for f in dist.glob("*.json"):  # each actor ran the thread policy's choice: its CPUs, fixed
+        assert json.loads(f.read_text())["provenance"]["threads"] == {"torch": 1, "mode": "fixed"}, f
     assert _summary(dist) == _summary(local)
     rows = _summary(dist)
     assert len(rows) == 9 and len({f for f, *_ in rows}) == 9  # every file exactly once, in input order

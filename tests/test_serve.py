@@ -33,6 +33,7 @@ def test_the_server_is_warm_before_its_first_visitor(tmp_path):
             time.sleep(1)
         text = log.read_text()
         assert "ser: warmed up in" in text, text  # no browser has connected: only the launcher warms it
+        assert "ser: thread policy on" in text, text  # ser.threads, set before streamlit and torch
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
             assert r.status == 200
         noise = [line for line in text.splitlines() if "Traceback" in line or "ScriptRunContext" in line

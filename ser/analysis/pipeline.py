@@ -27,6 +27,7 @@ from ser.audio.decode import Audio, load_audio
 from ser.diarization.backends import BuiltinDiarizer, get_diarizer
 from ser.diarization.base import Diarizer, Progress, _noop, check_speaker_counts
 from ser.errors import ConfigError
+from ser.threads import job_threads, mode as thread_mode
 
 
 DEFAULT_WINDOW_S = 2.0
@@ -133,7 +134,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
             progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
-            name: str | None = None, adapt: str = "none") -> Analysis:
+            name: str | None = None, adapt: str = "none", threads: int | None = None) -> Analysis:
     """Analyse one recording.
 
     ``audio``: an :class:`~ser.audio.Audio` or anything ``load_audio`` takes (path, bytes,
@@ -142,6 +143,8 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     score long turns. ``progress(stage, fraction)`` is called as stages advance. ``adapt``:
     "none", "recording" (centre the encoder features of all windows on the recording's own
     statistics) or "speaker" (each diarized speaker's windows on their own); see ser.emotion.adapt.
+    ``threads``: torch threads for this analysis (default: :mod:`ser.threads`' policy — one
+    for recordings up to two minutes, the free cores for longer ones).
 
     Turns shorter than the model's minimum duration keep their speaker but get no emotion
     (listed in ``provenance["unscored_turns"]``). A recording without speech gives an
@@ -171,71 +174,74 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     timings["decode_s"] = time.perf_counter() - t0
     progress("decoding", 1.0)
 
-    reused: list[str] = []  # stages this call took from the cache instead of computing
+    with job_threads(audio.duration_s, threads) as n_threads:  # the thread policy, ser.threads
+        reused: list[str] = []  # stages this call took from the cache instead of computing
 
-    def stage(name: str, key: Hashable, fn: Callable[[], Any]) -> Any:
-        ran: list[bool] = []
-        out = cache.get_or_compute(name, key, lambda: ran.append(True) or fn())
-        if not ran:
-            reused.append(name)
-        return out
+        def stage(name: str, key: Hashable, fn: Callable[[], Any]) -> Any:
+            ran: list[bool] = []
+            out = cache.get_or_compute(name, key, lambda: ran.append(True) or fn())
+            if not ran:
+                reused.append(name)
+            return out
 
-    dia = get_diarizer(diarizer) if isinstance(diarizer, str) else diarizer
-    dia_settings = dia.settings()
-    counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
-    t0 = time.perf_counter()
-    if isinstance(dia, BuiltinDiarizer):
-        emb = stage("embeddings", (digest, _key(dia_settings)), lambda: dia.embed(y, sr, progress=progress))
-        turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
-                      lambda: dia.assign(emb, progress=progress, **counts))
-    else:
-        turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
-                      lambda: dia(y, sr, progress=progress, **counts))
-    timings["diarization_s"] = time.perf_counter() - t0
+        dia = get_diarizer(diarizer) if isinstance(diarizer, str) else diarizer
+        dia_settings = dia.settings()
+        counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+        t0 = time.perf_counter()
+        if isinstance(dia, BuiltinDiarizer):
+            emb = stage("embeddings", (digest, _key(dia_settings)), lambda: dia.embed(y, sr, progress=progress))
+            turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
+                          lambda: dia.assign(emb, progress=progress, **counts))
+        else:
+            turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
+                          lambda: dia(y, sr, progress=progress, **counts))
+        timings["diarization_s"] = time.perf_counter() - t0
 
-    em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
-    if adapt != "none":
-        from ser.emotion.adapt import model_adapt_head
+        em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
+        if adapt != "none":
+            from ser.emotion.adapt import model_adapt_head
 
-        model_adapt_head(em, adapt)  # a clear error before any work when the model cannot adapt
-    model_key = (str(em.path), em.id, _key(em.card.to_dict()))
-    t0 = time.perf_counter()
-    windows = plan_windows(turns, sr, window_s, hop_s, len(y))
+            model_adapt_head(em, adapt)  # a clear error before any work when the model cannot adapt
+        model_key = (str(em.path), em.id, _key(em.card.to_dict()))
+        t0 = time.perf_counter()
+        windows = plan_windows(turns, sr, window_s, hop_s, len(y))
 
-    def score() -> tuple[np.ndarray, np.ndarray, dict]:
-        return _score_windows(em, y, sr, windows, turns, adapt, progress)
+        def score() -> tuple[np.ndarray, np.ndarray, dict]:
+            return _score_windows(em, y, sr, windows, turns, adapt, progress)
 
-    turns_key = _key([(t.start_s, t.end_s, t.speaker) for t in turns])
-    probs, adapted, adapt_reports = stage("emotion", (digest, model_key, window_s, hop_s, turns_key, adapt), score)
-    timings["emotion_s"] = time.perf_counter() - t0
+        turns_key = _key([(t.start_s, t.end_s, t.speaker) for t in turns])
+        probs, adapted, adapt_reports = stage("emotion", (digest, model_key, window_s, hop_s, turns_key, adapt), score)
+        timings["emotion_s"] = time.perf_counter() - t0
 
-    from ser.emotion.adapt import adapted_margin, summary
+        from ser.emotion.adapt import adapted_margin, summary
 
-    segments, window_segs, unscored = _segments(em, turns, windows, probs, adapted, adapted_margin(em, adapt), sr)
-    progress("done", 1.0)
-    provenance = {
-        "ser_version": __version__,
-        "model": {"id": em.id, "name": em.card.name, "architecture": em.card.architecture,
-                  "label_set": em.card.label_set, "temperature": em.card.temperature,
-                  "uncertain_margin": em.card.uncertain_margin, "path": str(em.path) if em.path else None,
-                  "fingerprint": em.fingerprint, "device": str(em.device)},
-        "diarizer": dia_settings,
-        "speaker_counts": counts,
-        "window_s": window_s, "hop_s": hop_s,
-        "adaptation": summary(adapt, adapted, adapt_reports, "the recording" if adapt == "recording" else "diarized speakers"),
-        "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
-                  "source_channels": audio.source_channels, "codec": audio.codec},
-        "no_speech": len(turns) == 0,
-        "unscored_turns": unscored,
-        "min_turn_s_scored": em.card.min_duration_s,
-        "reused_stages": reused,  # e.g. ["embeddings", "turns", "emotion"]: shown from an earlier analysis
-        "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
-                      "total_s": round(time.perf_counter() - t_start, 3)},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
-                    labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
-                    provenance=provenance)
+        segments, window_segs, unscored = _segments(em, turns, windows, probs, adapted, adapted_margin(em, adapt), sr)
+        progress("done", 1.0)
+        provenance = {
+            "ser_version": __version__,
+            "model": {"id": em.id, "name": em.card.name, "architecture": em.card.architecture,
+                      "label_set": em.card.label_set, "temperature": em.card.temperature,
+                      "uncertain_margin": em.card.uncertain_margin, "path": str(em.path) if em.path else None,
+                      "fingerprint": em.fingerprint, "device": str(em.device)},
+            "diarizer": dia_settings,
+            "speaker_counts": counts,
+            "window_s": window_s, "hop_s": hop_s,
+            "adaptation": summary(adapt, adapted, adapt_reports, "the recording" if adapt == "recording" else "diarized speakers"),
+            "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
+                      "source_channels": audio.source_channels, "codec": audio.codec},
+            "no_speech": len(turns) == 0,
+            "unscored_turns": unscored,
+            "min_turn_s_scored": em.card.min_duration_s,
+            "reused_stages": reused,  # e.g. ["embeddings", "turns", "emotion"]: shown from an earlier analysis
+            # how it ran (ser.threads): torch's intra-op threads, and how that count was chosen
+            "threads": {"torch": n_threads, "mode": thread_mode(threads)},
+            "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
+                          "total_s": round(time.perf_counter() - t_start, 3)},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
+                        labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
+                        provenance=provenance)
 
 
 def _score_windows(em: Any, y: np.ndarray, sr: int, windows: list[_Window], turns: list[SpeakerTurn], adapt: str,

@@ -167,7 +167,8 @@ def _add_analyze(sub) -> None:
     an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
     an.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
                     help="where the emotion model runs (default cpu; auto picks CUDA when present)")
-    an.add_argument("--threads", type=int, help="torch CPU threads (default: all cores; or $SER_THREADS)")
+    an.add_argument("--threads", type=int, help="torch CPU threads per file (default: one for recordings up to 2 "
+                                                "minutes, the free cores for longer ones; or $SER_THREADS)")
     an.add_argument("--jobs", type=int, default=1, help="files analysed in parallel processes (default 1)")
     _engine_args(an)
     an.add_argument("--force", action="store_true", help="redo files already analysed with the same options")

@@ -37,6 +37,7 @@ def _progress_bar(desc: str):
 def cmd_predict(args: argparse.Namespace) -> int:
     from ser.audio.decode import AudioLimits, load_audio
     from ser.emotion.model import load_model
+    from ser.threads import job_threads
 
     files = [str(f) for f in expand_inputs(args.files)[0]]
     if not files:
@@ -62,7 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for file in files:
         try:
             audio = load_audio(file, limits=limits)
-            result = {"file": file, **model.predict(audio.y, audio.sr, name=file), "model": model.id}
+            with job_threads(audio.duration_s):  # ser.threads: one thread for a clip
+                result = {"file": file, **model.predict(audio.y, audio.sr, name=file), "model": model.id}
         except SERError as exc:
             failed += 1
             result = {"file": file, "error": str(exc)}

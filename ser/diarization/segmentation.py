@@ -114,7 +114,7 @@ class _FrameMean:
         return (np.cumsum(self.acc)[: self.n] / np.maximum(np.cumsum(self.cnt)[: self.n], 1)).astype(np.float32)
 
 
-def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 4,
+def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 8,
                   progress=None) -> np.ndarray:
     """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``.
 

@@ -235,7 +235,10 @@ class _Service:
         m = self.model()
         audio = load_audio(data, name=name, limits=AudioLimits(min_duration_s=m.card.min_duration_s,
                                                               max_duration_s=600.0, max_bytes=self.max_bytes))
-        return {**m.predict(audio.y, audio.sr, name=name), "model": m.id}
+        from ser.threads import job_threads
+
+        with job_threads(audio.duration_s):  # one thread for a clip: concurrent requests share the cores
+            return {**m.predict(audio.y, audio.sr, name=name), "model": m.id}
 
     def analyze(self, data: bytes, name: str, params: dict) -> dict:
         from ser.audio.decode import AudioLimits, load_audio

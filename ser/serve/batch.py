@@ -78,9 +78,6 @@ def _resources(opts: BatchOptions):
 
     k = opts.key()
     if _STATE.model is None or _STATE.opts != k:
-        if opts.threads:
-            import torch
-            torch.set_num_threads(opts.threads)
         _STATE.model = load_model(opts.model, device=opts.device)
         _STATE.diarizer = (get_diarizer("pyannote", source=opts.pyannote, device=opts.device)
                            if opts.diarizer == "pyannote" else get_diarizer("builtin"))
@@ -198,7 +195,8 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
         model, dia = _resources(opts)
         a = analyze(path if audio is None else audio, diarizer=dia, model=model, num_speakers=opts.num_speakers,
                     min_speakers=opts.min_speakers, max_speakers=opts.max_speakers, window_s=opts.window_s,
-                    hop_s=opts.hop_s, progress=progress, name=path.name, cache=None, adapt=opts.adapt)
+                    hop_s=opts.hop_s, progress=progress, name=path.name, cache=None, adapt=opts.adapt,
+                    threads=opts.threads or None)  # 0: ser.threads' policy
         if opts.label_set and opts.label_set != model.card.label_set:
             a = relabel(a, opts.label_set)
         a.provenance["batch_options"] = opts.key()

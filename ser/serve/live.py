@@ -79,6 +79,9 @@ class LiveScorer:
         self._proc = self._inq = self._outq = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # the worker's thread policy once it is ready (ser.threads.policy(): the environment and
+        # torch's thread count in the worker process or thread); for tests and bug reports
+        self.worker_policy: dict | None = None
         self._new_session()
         if worker == "process":
             self._start_process()
@@ -219,8 +222,15 @@ class LiveScorer:
             self._cpu_s = cpu_s
 
     def _run_thread(self) -> None:
-        if self._vad is None:
-            self._vad = load_vad()
+        from ser.threads import job_threads, policy
+
+        with job_threads(None):  # live windows are short: one torch thread, like the worker process
+            if self._vad is None:
+                self._vad = load_vad()
+            self.worker_policy = policy()
+            self._thread_loop()
+
+    def _thread_loop(self) -> None:
         self._ready.set()
         engine = _Engine(self.model, self.settings, self._vad, self.clock)
         cpu0 = time.thread_time()
@@ -268,6 +278,7 @@ class LiveScorer:
     def _on_message(self, msg: tuple) -> None:
         kind = msg[0]
         if kind == "ready":
+            self.worker_policy = msg[1]
             self._ready.set()
         elif kind == "update":
             u = msg[1]

@@ -238,7 +238,9 @@ def _child(model_path: str, device: str, settings: LiveSettings, inq: Any, outq:
         outq.put(("error", f"{type(exc).__name__}: {exc}"))
         return
     engine = _Engine(model, settings, vad, time.perf_counter)
-    outq.put(("ready", None))
+    from ser.threads import policy
+
+    outq.put(("ready", policy()))
     cpu0 = time.process_time()
     parent = mp.parent_process()
     while True:
