@@ -24,6 +24,10 @@ from the server's cache); the figure is the page's own "Analysed … in X s", me
 the browser draws the page and its progress. It is compared with the standalone idle median
 of the same policy.
 
+``--under CASE -- COMMAND…`` runs any other bench under one of the load cases (how the
+README's other speed figures were re-measured with a busy core), e.g.
+``bench/contention.py --under busy1 -- .venv/bin/python bench/live_latency.py --seconds 60``.
+
 Reported per case: median wall time, min–max spread, real-time factor, and the ratio to the
 same policy's idle median. The machine's other load is not controlled beyond this: run it on
 an otherwise quiet machine and compare the two policies within one run.
@@ -184,6 +188,12 @@ def dashboard(policy: str, path: Path, runs: int) -> dict:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         return worker(sys.argv[2])
+    if len(sys.argv) > 3 and sys.argv[1] == "--under":  # any other bench under a load case
+        load = start_load(sys.argv[2])
+        try:
+            return subprocess.call(sys.argv[sys.argv.index("--") + 1:])
+        finally:
+            stop_load(load)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lengths", type=int, nargs="+", default=[30, 600], help="seconds: 30 and/or 600")

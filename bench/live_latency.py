@@ -107,6 +107,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--workers", nargs="+", default=["process", "thread"], choices=["process", "thread"])
+    ap.add_argument("--note", default="", help="free text stored with the figures (e.g. the machine's load)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     import torch
 
@@ -115,7 +118,7 @@ def main() -> None:
     model = load_model(args.model, device="cpu")
     y, source = speech(args.seconds)
     runs = []
-    for worker in ("process", "thread"):
+    for worker in args.workers:
         for busy in (False, True):
             r = run(model, y, worker=worker, busy=busy)
             print(json.dumps(r), flush=True)
@@ -125,10 +128,10 @@ def main() -> None:
            "settings": {"window_s": 2.0, "hop_s": 0.5, "frames": "20 ms, 48 kHz int16, real-time pace"},
            "model": model.id, "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                                           "torch": torch.__version__, "platform": platform.platform()},
-           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": runs}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "note": args.note, "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

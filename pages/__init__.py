@@ -81,10 +81,12 @@ def sign_in_gate() -> str | None:
     try:
         cfg = auth_config(_secrets())
     except SERError as exc:
-        only_this(lambda: st.error(str(exc)), "Configuration error")
+        message = plain(exc)  # the name `exc` is gone once the except block ends
+        only_this(lambda: st.error(message), "Configuration error")
     reason = sign_in_required(st.get_option("server.address"), cfg)
     if reason:
         only_this(lambda: st.error(reason), "Sign-in required")
+    st.session_state["ser_gate_enabled"] = cfg.enabled
     if not cfg.enabled:
         return None
     if cfg.users:
@@ -97,13 +99,38 @@ def sign_in_gate() -> str | None:
         user = str(st.user.get("email") or st.user.get("name") or "user")
     st.session_state["ser_admin"] = user in cfg.admins
     with st.sidebar:
-        st.caption(f"Signed in as **{user}**" + (" (admin: sees everyone's History)" if user in cfg.admins else ""))
+        st.caption(f"Signed in as **{plain(user)}**" + (" (admin: sees everyone's History)" if user in cfg.admins else ""))
         if st.button("Sign out", key="signout"):
-            st.session_state.pop("ser_user", None)
+            sign_out()
             if not cfg.users:
                 st.logout()
             st.rerun()
     return user
+
+
+def sign_out() -> None:
+    """End the signed-in session in this browser tab: every key of its state goes (the previous
+    user's clips, players, uploads, selections), and a live scorer it held is closed, so the next
+    user of the tab starts from nothing."""
+    import contextlib
+
+    for key in list(st.session_state.keys()):
+        value = st.session_state.get(key)
+        scorer = getattr(value, "scorer", None)  # the Live page's stream
+        if scorer is not None:
+            with contextlib.suppress(Exception):
+                scorer.close()
+        del st.session_state[key]
+    st.session_state["ser_gate_enabled"] = True  # until the next full run: fragments stay shut
+
+
+def signed_in_or_open() -> bool:
+    """For fragments, which rerun without app.py's gate: True when the dashboard needs no sign-in
+    or this session is signed in. A fragment returns at once otherwise (a rerun of it sent after
+    sign-out must show nothing)."""
+    if not st.session_state.get("ser_gate_enabled"):
+        return True
+    return bool(current_user())
 
 
 def only_this(body, title: str = "Sign in") -> None:
@@ -113,16 +140,53 @@ def only_this(body, title: str = "Sign in") -> None:
     st.stop()
 
 
+@st.cache_resource(show_spinner=False)
+def _throttle():
+    """The server's one sign-in back-off (ser.serve.auth.Throttle): per name and per client."""
+    from ser.serve.auth import Throttle
+
+    return Throttle()
+
+
+def _client() -> str | None:
+    """The browser's address as the server sees it (a proxy's, behind one)."""
+    return getattr(st.context, "ip_address", None)
+
+
 def _password_form(cfg) -> None:
     st.title("Sign in")
     with st.form("sign_in"):
         name = st.text_input("User name", key="signin_user")
         password = st.text_input("Password", type="password", key="signin_password")
         if st.form_submit_button("Sign in"):
+            throttle, client = _throttle(), _client()
+            wait = throttle.wait_s(name, client)
+            if wait > 0:  # refused before any hashing: guessing is slow and costs the server nothing
+                st.error(f"Too many failed sign-ins: try again in {wait:.0f} s.")
+                return
             if cfg.check(name, password):
+                throttle.succeeded(name, client)
                 st.session_state["ser_user"] = name.strip()
                 st.rerun()
+            throttle.failed(name, client)
             st.error("Wrong user name or password.")
+
+
+def plain(text: object) -> str:
+    """``text`` as Streamlit shows it in Markdown elements (st.error, st.caption, st.subheader…),
+    but literally. For anything a user supplied: file, speaker and voice names, and messages
+    that quote them (an image link in a file name must not make a browser fetch it, nor a link
+    in it look like the app's own). Escaped: the characters that start Markdown links, images,
+    emphasis, code, headings, tables, HTML and Streamlit's directives (``:red[…]``,
+    ``:material/…:``, ``$…$``), and the ``www.``/``://`` of bare links; control characters are
+    dropped; line breaks stay breaks. Plain words, numbers and file names read the same."""
+    import re
+
+    s = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    s = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", s)  # control characters: nothing to show
+    s = re.sub(r"([\\`*_\[\]<>!#~$|{}:])", r"\\\1", s)
+    s = re.sub(r"(?i)\b(www)\.", r"\1\\.", s)
+    return s.replace("\n", "  \n")
 
 
 def current_user() -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import chosen_model, current_user
+from pages import chosen_model, current_user, plain
 from ser.audio.decode import SUPPORTED_FORMATS, load_audio
 from ser.errors import SERError
 
@@ -184,7 +184,7 @@ try:
 except SERError as exc:
     chart_slot.empty()
     status.update(label="Not analysed", state="error")
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 if save_history and src_kind != "Emotion demo":  # the first screen is not saved on every visit
@@ -198,7 +198,7 @@ if save_history and src_kind != "Emotion demo":  # the first screen is not saved
             hist.save(analysis, settings, audio=data if keep_audio else None, audio_name=name if keep_audio else None,
                       owner=current_user())
     except SERError as exc:
-        st.warning(f"Not saved to History: {exc}")
+        st.warning("Not saved to History: " + plain(exc))
 
 ad = analysis.provenance.get("adaptation", {})
 if ad.get("mode", "none") != "none":
@@ -326,7 +326,7 @@ elif event and event.selection and event.selection.points:
     if isinstance(x, (int, float)):
         chosen = next((t_ for t_ in analysis.turns if t_.start_s <= x <= t_.end_s), None)
 if chosen is not None:
-    st.caption(f"Playing {chosen.speaker}, {chosen.start_s:.2f}–{chosen.end_s:.2f} s")
+    st.caption(f"Playing {plain(chosen.speaker)}, {chosen.start_s:.2f}–{chosen.end_s:.2f} s")
     st.audio(data, start_time=chosen.start_s, end_time=chosen.end_s)
 elif zoomed:
     st.caption(f"Playing the selected range, {r0:.1f}–{r1:.1f} s")

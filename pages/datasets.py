@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pages import plain
+
 from ser.training.datasets import READERS, corpus_stats, read_corpus
 from ser.errors import SERError
 
@@ -36,7 +38,7 @@ def load(corpus: str, folder: str):
 try:
     utts, stats = load(corpus, folder)
 except SERError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 if not utts:
     st.warning("No labelled clips found there.")
@@ -73,8 +75,8 @@ if st.session_state.get("datasets_revealed"):
     from pages import chosen_model
     from ser.audio.decode import load_audio
 
-    st.markdown(f"Intended emotion: **{clip['label']}** (speaker {clip['speaker']})"
-                + (f" — your guess, {guess}, was {'right' if guess == clip['label'] else 'not it'}." if guess else ""))
+    st.markdown(f"Intended emotion: **{plain(clip['label'])}** (speaker {plain(clip['speaker'])})"
+                + (f" — your guess, {plain(guess)}, was {'right' if guess == clip['label'] else 'not it'}." if guess else ""))
     try:
         model = chosen_model()
         audio = load_audio(clip["path"])
@@ -84,4 +86,4 @@ if st.session_state.get("datasets_revealed"):
                    + ("Careful: this clip's speaker may have been in the model's training data."
                       if "ravdess" in clip["speaker"] else ""))
     except SERError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))

@@ -8,14 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from ser.errors import SERError
-from pages import history_owner
+from pages import history_owner, plain
 from ser.serve.history import History
 
 st.title("History")
 try:
     hist = History()
 except SERError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 st.caption("Analyses saved on this machine (set $SER_HISTORY_DB to move the file). Audio is kept only when you "
            "ticked that box on the Analyze or Live page. Set "
@@ -31,7 +31,7 @@ def _retention_applied(path: str) -> int:
 try:
     dropped = _retention_applied(str(hist.path))
 except SERError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     dropped = 0
 if dropped:
     st.info(f"{dropped} recording(s) older than $SER_HISTORY_AUDIO_DAYS days were deleted at start; "
@@ -77,7 +77,7 @@ if len(chosen) >= 2:
     cols = st.columns(len(chosen[:3]))
     for col, e in zip(cols, chosen[:3]):
         a, settings, _ = hist.get(e.id, owner)
-        col.markdown(f"**#{e.id} {e.name}** — {e.created}, {settings.get('model')}")
+        col.markdown(f"**#{e.id} {plain(e.name)}** — {plain(e.created)}, {plain(settings.get('model'))}")
         col.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key=f"history_cmp_{e.id}")
     st.stop()
 
@@ -85,9 +85,9 @@ e = chosen[0]
 try:
     a, settings, audio = hist.get(e.id, owner)
 except SERError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
-st.subheader(f"#{e.id} {e.name}")
+st.subheader(f"#{e.id} {plain(e.name)}")
 st.caption(f"Saved {e.created} · {a.duration_s:.1f} s · model {settings.get('model')} · "
            f"window {settings.get('window_s')} s · adaptation {settings.get('adapt', 'none')} · audio SHA-256 {e.audio_sha256[:12]}…")
 if audio:

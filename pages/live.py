@@ -15,7 +15,7 @@ import altair  # noqa: F401  (imported with the page, not on the first clip)
 import pandas as pd
 import streamlit as st
 
-from pages import current_user, get_model
+from pages import current_user, get_model, plain, signed_in_or_open
 from ser.audio.decode import SUPPORTED_FORMATS, AudioLimits, load_audio
 from ser.errors import SERError
 from ser.analysis.exports import clips_zip, export_bytes, rows_csv
@@ -61,7 +61,7 @@ st.title("Live")
 try:
     model = get_model(MODEL_NAME, DEVICE)
 except SERError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 mode = st.radio("Mode", ["Quick clip", "Streaming"], horizontal=True, key="live_mode", label_visibility="collapsed",
@@ -71,6 +71,8 @@ mode = st.radio("Mode", ["Quick clip", "Streaming"], horizontal=True, key="live_
 # --- quick clip ----------------------------------------------------------------------------
 @st.fragment  # a new clip reruns only this part of the page
 def quick_clip() -> None:
+    if not signed_in_or_open():  # a fragment rerun skips app.py's sign-in gate
+        return
     st.caption("Record a few seconds (or upload a clip): the emotion appears as soon as the recording stops.")
     left, right = st.columns(2)
     with left:
@@ -93,7 +95,7 @@ def quick_clip() -> None:
         try:
             result = classify(data, source.name, MODEL_NAME, DEVICE)
         except SERError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             if not clips or clips[0]["sha256"] != digest:
                 clips.insert(0, {"n": (clips[0]["n"] + 1) if clips else 1, "time": time.strftime("%H:%M:%S"),
@@ -170,7 +172,7 @@ def save_session(scorer, settings, keep_audio: bool) -> bool:
     try:
         analysis = scorer.to_analysis(name)
     except SERError as exc:
-        st.error(f"The session could not be kept: {exc}")
+        st.error("The session could not be kept: " + plain(exc))
         scorer.reset(settings)
         return False
     saved = {"name": name, "analysis": analysis, "wav": scorer.wav_bytes(), "rows": scorer.timeline_rows(),
@@ -198,7 +200,7 @@ def show_saved(saved: dict) -> None:
                    + ("; with its recording." if saved["kept_audio"] else "; the recording was not kept "
                       "(download it below)."))
     else:
-        st.warning(f"Not saved to History ({saved['history_error']}); download it below.")
+        st.warning(f"Not saved to History ({plain(saved['history_error'])}); download it below.")
     if saved["updates"]:
         st.altair_chart(live_timeline(saved["updates"], list(a.labels), span_s=max(30.0, a.duration_s)),
                         width="stretch")
@@ -236,7 +238,7 @@ def streaming() -> None:
     try:
         rtc = ice_configuration()
     except SERError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
 
     # the scorer's worker process starts now, so it is warm by the time audio arrives
@@ -262,6 +264,8 @@ def streaming() -> None:
 
     @st.fragment(run_every=0.5 if playing else None)
     def meter() -> None:
+        if not signed_in_or_open():  # a fragment rerun skips app.py's sign-in gate
+            return
         sc = stream.scorer if playing else None
         if sc is None:
             return

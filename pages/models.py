@@ -7,6 +7,8 @@ import json
 
 import streamlit as st
 
+from pages import plain
+
 from ser.diarization.backends import diarizer_card
 from ser.errors import SERError
 from ser.analysis.figures import trust_figure
@@ -31,7 +33,7 @@ try:
     folder = resolve_model_dir(choice)
     card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
 except (OSError, ValueError, SERError) as exc:
-    st.error(f"Cannot read the card of {choice}: {exc}")
+    st.error(f"Cannot read the card of {plain(choice)}: {plain(exc)}")
     st.stop()
 
 m = card.get("metrics") or {}
@@ -63,7 +65,7 @@ if rows:
         hide_index=True, width="stretch")
     st.plotly_chart(trust_figure(rows), key="models_trust")
 
-st.markdown(f"**{card['name']}** — {card['architecture']}, {card.get('parameters', 0):,} parameters, "
+st.markdown(f"**{plain(card['name'])}** — {plain(card['architecture'])}, {card.get('parameters', 0):,} parameters, "
             f"labels: {', '.join(card['labels'])} ({card.get('label_set')}).")
 if m.get("protocol"):
     st.markdown(f"**Protocol.** {m['protocol']}")

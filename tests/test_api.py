@@ -152,3 +152,33 @@ def test_openapi_schema_fuzzing_finds_no_server_error(tiny_model_dir):
     assert not failures, failures
     assert {label for label, _ in seen} >= {"POST /v1/classify", "POST /v1/analyze", "GET /v1/models", "GET /healthz"}
     assert len(seen) >= 40
+
+
+def test_with_a_key_every_route_but_health_is_closed(tiny_model_dir):
+    c = TestClient(create_app(APISettings(model=str(tiny_model_dir), device="cpu", workers=1, api_key="s3cret")))
+    for path in ("/v1/models", "/docs", "/redoc", "/openapi.json"):
+        assert c.get(path).status_code == 401, path
+        assert c.get(path, headers={"X-API-Key": "s3cret"}).status_code == 200, path
+    assert c.get("/healthz").status_code == 200
+
+
+def test_the_key_is_checked_before_a_byte_of_the_body_is_read(tiny_model_dir):
+    """A 47 MB upload without the key is refused on its headers: the body is never received."""
+    import asyncio
+
+    app = create_app(APISettings(model=str(tiny_model_dir), device="cpu", workers=1, api_key="s3cret"))
+    received, sent = [], []
+
+    async def receive():
+        received.append(1)
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/analyze", "raw_path": b"/v1/analyze", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"47000000")],
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000)}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 401 and not received

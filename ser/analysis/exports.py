@@ -9,12 +9,21 @@ ELAN EAF and an Audacity label track. Each writer returns the path it wrote.
   emotion (``A:angry+B:sad``), since a Praat tier cannot hold overlapping intervals.
 - EAF: one tier per speaker, each turn annotated with its emotion and probability.
 - Audacity: tab-separated ``start end label`` lines, one per turn.
+
+Names in files (the recording's, the speakers') are user-supplied, so every writer cleans
+them the same documented way (:func:`clean_name`): control characters (C0, DEL, C1 and the
+Unicode line and paragraph separators) become spaces, so no name can start a new line or
+record; RTTM, whose fields are separated by spaces, also gets ``_`` for every whitespace. CSV
+cells that are text and start with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+get a leading ``'`` (:func:`csv_cell`, OWASP's rule against formula injection), so a
+spreadsheet shows them instead of running them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +31,31 @@ from ser.analysis.result import Analysis, EmotionSegment, to_annotation
 
 FORMATS = ("json", "csv", "rttm", "textgrid", "eaf", "audacity")
 EXTENSIONS = {"json": "json", "csv": "csv", "rttm": "rttm", "textgrid": "TextGrid", "eaf": "eaf", "audacity": "txt"}
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_name(name: object, *, spaces: str | None = None) -> str:
+    """A user-supplied name fit for a file format: control characters (line breaks included)
+    become spaces; with ``spaces``, every whitespace run becomes that string (RTTM)."""
+    s = _CONTROL.sub(" ", str(name))
+    return re.sub(r"\s+", spaces, s.strip()) if spaces is not None else s
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run: text starting with ``=``, ``+``, ``-``, ``@``, tab or
+    CR gets a leading ``'`` (numbers, and text that reads as a number, stay as they are)."""
+    if not isinstance(value, str) or not value:
+        return value
+    v = clean_name(value)
+    if value[0] in "=+-@\t\r":
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + v
+    return v
 
 
 def _label(s: EmotionSegment) -> str:
@@ -38,14 +72,17 @@ def write_csv(a: Analysis, path: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["kind", "start_s", "end_s", "speaker", "emotion", "uncertain", *(f"p_{x}" for x in a.labels)])
         for s in [*a.segments, *a.windows]:
-            w.writerow([s.kind, f"{s.start_s:.3f}", f"{s.end_s:.3f}", s.speaker, s.emotion, int(s.uncertain),
+            w.writerow([s.kind, f"{s.start_s:.3f}", f"{s.end_s:.3f}", csv_cell(s.speaker), s.emotion, int(s.uncertain),
                         *(f"{s.probabilities[x]:.4f}" for x in a.labels)])
     return path
 
 
 def write_rttm(a: Analysis, path: Path) -> Path:
+    from dataclasses import replace
+
+    turns = [replace(t, speaker=clean_name(t.speaker, spaces="_") or "_") for t in a.turns]
     with open(path, "w", encoding="utf-8") as f:
-        to_annotation(a.turns, uri=a.name.replace(" ", "_") or "audio").write_rttm(f)
+        to_annotation(turns, uri=clean_name(a.name, spaces="_") or "audio").write_rttm(f)
     return path
 
 
@@ -68,9 +105,9 @@ def write_textgrid(a: Analysis, path: Path) -> Path:
     for lo, hi, active in _flatten(a):
         if not active:
             continue
-        speaker.append((lo, hi, "+".join(s.speaker for s in active)))
+        speaker.append((lo, hi, "+".join(clean_name(s.speaker) for s in active)))
         emotion.append((lo, hi, _label(active[0]) if len(active) == 1
-                        else "+".join(f"{s.speaker}:{_label(s)}" for s in active)))
+                        else "+".join(f"{clean_name(s.speaker)}:{_label(s)}" for s in active)))
     tg = textgrid.Textgrid(minTimestamp=0.0, maxTimestamp=a.duration_s)
     tg.addTier(textgrid.IntervalTier("speaker", speaker, 0.0, a.duration_s))
     tg.addTier(textgrid.IntervalTier("emotion", emotion, 0.0, a.duration_s))
@@ -86,17 +123,17 @@ def write_eaf(a: Analysis, path: Path, *, media: str | None = None) -> Path:
     if media:
         eaf.add_linked_file(media, mimetype="audio/x-wav")
     for spk in a.speakers:
-        eaf.add_tier(spk)
+        eaf.add_tier(clean_name(spk))
     for s in a.segments:
         p = s.probabilities[s.emotion]
-        eaf.add_annotation(s.speaker, int(round(s.start_s * 1000)), int(round(s.end_s * 1000)),
+        eaf.add_annotation(clean_name(s.speaker), int(round(s.start_s * 1000)), int(round(s.end_s * 1000)),
                            f"{_label(s)} ({p:.2f})")
     eaf.to_file(str(path))
     return path
 
 
 def write_audacity(a: Analysis, path: Path) -> Path:
-    lines = [f"{s.start_s:.6f}\t{s.end_s:.6f}\t{s.speaker}: {_label(s)}" for s in a.segments]
+    lines = [f"{s.start_s:.6f}\t{s.end_s:.6f}\t{clean_name(s.speaker)}: {_label(s)}" for s in a.segments]
     path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
     return path
 
@@ -139,7 +176,7 @@ def rows_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 

@@ -56,6 +56,12 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], dict[Path, Path]]:
         if p.is_dir():
             exts = _audio_exts()
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+            top = p.resolve()
+            outside = [f for f in found if not f.resolve().is_relative_to(top)]
+            if outside:  # a link planted in a shared folder must not make us read (and export) other files
+                raise SERError(f"{len(outside)} file(s) in {p} are links to files outside it (e.g. {outside[0]} -> "
+                               f"{outside[0].resolve()}); they are not followed. Give such a file by its own path "
+                               "to analyse it.")
             out.extend(found)
             roots.update({f: p for f in found})
         elif any(c in item for c in "*?[") and not p.exists():

@@ -191,6 +191,26 @@ class BodyLimit:
                 "send a shorter recording or ask the operator to raise SER_API_MAX_UPLOAD_MB.")
 
 
+class KeyGate:
+    """ASGI middleware, outermost: with an API key set, every request but ``/healthz`` must carry
+    it in ``X-API-Key`` (compared in constant time) — checked on the headers alone, before a byte
+    of the body is read, and before the upload limit's own checks. The interactive docs and the
+    OpenAPI schema are behind it too. A refusal is 401 and closes the connection."""
+
+    OPEN = frozenset({"/healthz"})
+
+    def __init__(self, app, api_key: str | None):
+        self.app, self.key = app, (api_key or "").encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.key or scope.get("path") in self.OPEN:
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
+        if not hmac.compare_digest(given, self.key):
+            return await _send_error(send, 401, "unauthorized", "Missing or wrong X-API-Key header.")
+        return await self.app(scope, receive, send)
+
+
 async def _send_error(send, status: int, type_: str, message: str) -> None:
     body = json.dumps({"error": {"type": type_, "message": message}}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -300,6 +320,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_bytes + MULTIPART_OVERHEAD, idle_timeout_s=s.body_timeout_s,
                        limit_text=f"{s.max_upload_mb:g} MB")
+    app.add_middleware(KeyGate, api_key=s.api_key)  # added last: runs first, before the body is read
 
     def check_key(request: Request) -> None:
         if s.api_key:
@@ -395,4 +416,6 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: APISettings | None = None) -> None:
     import uvicorn
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # an idle keep-alive connection is closed after 5 s (uvicorn's default), a stalled body after
+    # body_timeout_s (BodyLimit)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_keep_alive=5)

@@ -54,6 +54,62 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
+_DUMMIES: dict[int, str] = {}
+
+
+def _dummy_hash(iterations: int) -> str:
+    """A hash nobody's password matches, made once per strength (the cost of checking against it
+    is what counts)."""
+    if iterations not in _DUMMIES:
+        _DUMMIES[iterations] = hash_password(os.urandom(16).hex(), iterations=iterations)
+    return _DUMMIES[iterations]
+
+
+class Throttle:
+    """Back-off after failed sign-ins, per user name and per client (address): the first
+    ``free`` failures cost nothing, then each further attempt must wait ``base_s`` × 2^k
+    seconds (k = failures past ``free``), at most ``max_s``, before its password is even
+    checked — so guessing is slow and a refused attempt costs the server no hashing. A
+    success clears the name's and the client's count. Unknown names count like known ones.
+    In memory (one per server process); thread-safe."""
+
+    def __init__(self, free: int = 3, base_s: float = 1.0, max_s: float = 300.0, clock=None) -> None:
+        import threading
+        import time
+
+        self.free, self.base_s, self.max_s = free, base_s, max_s
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._fails: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last one)
+
+    def _keys(self, user: str, client: str | None) -> list[str]:
+        return [f"user:{user.strip().lower()}"] + ([f"client:{client}"] if client else [])
+
+    def wait_s(self, user: str, client: str | None = None) -> float:
+        """Seconds before ``user`` from ``client`` may try again (0: now)."""
+        now, wait = self.clock(), 0.0
+        with self._lock:
+            for k in self._keys(user, client):
+                n, last = self._fails.get(k, (0, 0.0))
+                if n >= self.free:
+                    wait = max(wait, last + min(self.max_s, self.base_s * 2 ** (n - self.free)) - now)
+        return max(0.0, wait)
+
+    def failed(self, user: str, client: str | None = None) -> None:
+        with self._lock:
+            for k in self._keys(user, client):
+                n, _ = self._fails.get(k, (0, 0.0))
+                self._fails[k] = (n + 1, self.clock())
+            if len(self._fails) > 100_000:  # bounded: forget the oldest
+                for k, _ in sorted(self._fails.items(), key=lambda kv: kv[1][1])[:50_000]:
+                    del self._fails[k]
+
+    def succeeded(self, user: str, client: str | None = None) -> None:
+        with self._lock:
+            for k in self._keys(user, client):
+                self._fails.pop(k, None)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
     host = (host or "").strip()
@@ -78,11 +134,22 @@ class AuthConfig:
         return bool(self.users) or self.oidc
 
     def check(self, user: str, password: str) -> bool:
+        """Whether ``password`` is ``user``'s. An unknown name costs the same as a known one (its
+        password is checked against a dummy hash of the same strength), so timing tells nobody
+        which names exist."""
         stored = self.users.get(user.strip())
         if stored is None:
-            verify_password(password, hash_password("x", iterations=1))  # similar work for unknown names
+            verify_password(password, _dummy_hash(self._iterations()))
             return False
         return verify_password(password, stored)
+
+    def _iterations(self) -> int:
+        for h in self.users.values():  # the strength the configured hashes use
+            try:
+                return int(h.split("$")[1])
+            except (IndexError, ValueError):
+                continue
+        return ITERATIONS
 
 
 def auth_config(secrets: Mapping[str, Any]) -> AuthConfig:

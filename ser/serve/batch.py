@@ -356,12 +356,14 @@ def write_summary(out: Path, files: Sequence[Path], stems: dict[Path, str], new_
             else:
                 row = {"file": str(f), "status": "error", "error": "no result"}
         rows.append(row)
+    from ser.analysis.exports import csv_cell
+
     path = out / SUMMARY
     tmp = out / f".{SUMMARY}.part{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k, "") for k in SUMMARY_FIELDS})
+            w.writerow({k: csv_cell(r.get(k, "")) for k in SUMMARY_FIELDS})
     os.replace(tmp, path)
     return path
