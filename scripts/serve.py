@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    import ser  # before streamlit, numpy and torch: ser.threads' policy is in their environment
+    import ser  # noqa: F401  (before streamlit, numpy and torch: ser.threads' policy is in their environment)
     from ser.threads import policy
 
     p = policy()
