@@ -148,7 +148,7 @@ def threads_for(duration_s: float | None, *, concurrent: int = 1) -> int:
     short = float(os.environ.get("SER_SHORT_JOB_S", SHORT_JOB_S))
     if duration_s is None or duration_s <= short:
         return 1
-    return max(1, int(free_cores() + 0.3) // max(1, concurrent))
+    return max(1, int(free_cores() + 0.5) // max(1, concurrent))
 
 
 @contextmanager
@@ -171,13 +171,46 @@ def job_threads(duration_s: float | None = None, threads: int | None = None) -> 
 
         before = torch.get_num_threads()
         torch.set_num_threads(n)
+        adaptive = mode(threads) == "adaptive" and duration_s is not None
+        _JOB.state = {"duration_s": duration_s, "n": n, "used": [n], "checked": time.monotonic()} if adaptive else None
         try:
             yield n
         finally:
+            _JOB.state = None
             torch.set_num_threads(before)
     finally:
         with _LOCK:
             _ACTIVE -= 1
+
+
+_JOB = threading.local()  # the adaptive job running in this thread, if any
+RECHECK_S = 0.5
+
+
+def adjust() -> None:
+    """Inside an adaptive job: re-read the free cores (at most every half second; the monitor's
+    figure, no waiting) and change this thread's torch threads if they changed — a browser that
+    was busy drawing when the analysis started, and is idle now, gives its core back. Called at
+    the pipeline's progress points; costs nothing outside a job."""
+    state = getattr(_JOB, "state", None)
+    if state is None or time.monotonic() - state["checked"] < RECHECK_S:
+        return
+    state["checked"] = time.monotonic()
+    with _LOCK:
+        concurrent = max(1, _ACTIVE)
+    n = threads_for(state["duration_s"], concurrent=concurrent)
+    if n != state["n"]:
+        import torch
+
+        torch.set_num_threads(n)
+        state["n"] = n
+        state["used"].append(n)
+
+
+def used() -> list[int]:
+    """The thread counts the adaptive job in this thread has run on so far, in order."""
+    state = getattr(_JOB, "state", None)
+    return list(state["used"]) if state else []
 
 
 def mode(threads: int | None = None) -> str:

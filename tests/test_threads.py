@@ -161,3 +161,28 @@ def test_the_live_worker_process_runs_under_the_policy():
         assert s.wait_ready(120)
         p = s.worker_policy
     assert p["OPENBLAS_THREAD_TIMEOUT"] == "4" and p["torch_threads"] == 1 and p["mode"] == "adaptive", p
+
+
+def test_an_adaptive_job_follows_the_free_cores_while_it_runs(monkeypatch):
+    import torch
+
+    from ser import threads
+
+    monkeypatch.delenv("SER_THREADS", raising=False)
+    monkeypatch.setattr(threads, "RECHECK_S", 0.0)
+    free = [1.0]
+    monkeypatch.setattr(threads, "free_cores", lambda: free[0])
+    with threads.job_threads(600.0) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+        free[0] = 2.0  # the browser stopped drawing
+        threads.adjust()
+        assert torch.get_num_threads() == 2
+        free[0] = 0.9
+        threads.adjust()
+        assert torch.get_num_threads() == 1 and threads.used() == [1, 2, 1]
+    threads.adjust()  # outside a job: nothing
+    assert threads.used() == []
+    with threads.job_threads(600.0, threads=2):  # fixed: never adjusted
+        free[0] = 1.0
+        threads.adjust()
+        assert torch.get_num_threads() == 2 and threads.used() == []

@@ -27,7 +27,7 @@ from ser.audio.decode import Audio, load_audio
 from ser.diarization.backends import BuiltinDiarizer, get_diarizer
 from ser.diarization.base import Diarizer, Progress, _noop, check_speaker_counts
 from ser.errors import ConfigError
-from ser.threads import job_threads, mode as thread_mode
+from ser.threads import adjust as adjust_threads, job_threads, mode as thread_mode, used as thread_counts_used
 
 
 DEFAULT_WINDOW_S = 2.0
@@ -175,6 +175,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     progress("decoding", 1.0)
 
     with job_threads(audio.duration_s, threads) as n_threads:  # the thread policy, ser.threads
+        progress = _adjusting(progress)
         reused: list[str] = []  # stages this call took from the cache instead of computing
 
         def stage(name: str, key: Hashable, fn: Callable[[], Any]) -> Any:
@@ -234,7 +235,8 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "min_turn_s_scored": em.card.min_duration_s,
             "reused_stages": reused,  # e.g. ["embeddings", "turns", "emotion"]: shown from an earlier analysis
             # how it ran (ser.threads): torch's intra-op threads, and how that count was chosen
-            "threads": {"torch": n_threads, "mode": thread_mode(threads)},
+            "threads": {"torch": n_threads, "mode": thread_mode(threads),
+                        **({"adjusted": thread_counts_used()[1:]} if len(thread_counts_used()) > 1 else {})},
             "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
                           "total_s": round(time.perf_counter() - t_start, 3)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -242,6 +244,15 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
                         labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
                         provenance=provenance)
+
+
+def _adjusting(progress: Progress) -> Progress:
+    """``progress`` that also lets the thread policy re-read the free cores (ser.threads.adjust)."""
+    def wrapped(stage: str, frac: float) -> None:
+        adjust_threads()
+        progress(stage, frac)
+
+    return wrapped
 
 
 def _score_windows(em: Any, y: np.ndarray, sr: int, windows: list[_Window], turns: list[SpeakerTurn], adapt: str,

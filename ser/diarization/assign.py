@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ser.analysis.result import SpeakerTurn, to_annotation  # noqa: F401  (re-exported for scoring)
-from ser.diarization.clustering import _ahc, _merge_clusters, cluster_windows  # noqa: F401  (re-exported)
+from ser.analysis.result import SpeakerTurn
+from ser.diarization.clustering import cluster_windows
 from ser.diarization.base import Progress, BuiltinSettings, Embeddings, FRAME_S, _frame_runs, _noop, check_speaker_counts
 from ser.diarization.embed import window_seconds
 

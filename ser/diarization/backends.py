@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ser.analysis.result import SpeakerTurn, to_annotation  # noqa: F401  (re-exported for scoring)
-from ser.diarization.clustering import _ahc, _merge_clusters, cluster_windows  # noqa: F401  (re-exported)
+from ser.analysis.result import SpeakerTurn
 from ser.errors import ConfigError, ModelError
 from ser.diarization.assign import assign
 from ser.diarization.base import Progress, BuiltinSettings, Diarizer, Embeddings, _noop, check_speaker_counts

@@ -9,8 +9,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ser.analysis.result import SpeakerTurn, to_annotation  # noqa: F401  (re-exported for scoring)
-from ser.diarization.clustering import _ahc, _merge_clusters, cluster_windows  # noqa: F401  (re-exported)
+from ser.analysis.result import SpeakerTurn
 from ser.errors import ConfigError
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser.analysis.result import SpeakerTurn, to_annotation  # noqa: F401  (re-exported for scoring)
-from ser.diarization.clustering import _ahc, _merge_clusters, cluster_windows  # noqa: F401  (re-exported)
 from ser.diarization.base import Progress, BuiltinSettings, Embeddings, FRAME_S, _noop
 from ser.diarization.vad import _LOAD_LOCK, _regions_from_activity, speech_regions
 

@@ -9,8 +9,6 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ser.analysis.result import SpeakerTurn, to_annotation  # noqa: F401  (re-exported for scoring)
-from ser.diarization.clustering import _ahc, _merge_clusters, cluster_windows  # noqa: F401  (re-exported)
 from ser.errors import ConfigError
 from ser.diarization.base import BuiltinSettings, FRAME_S, _frame_runs
 
