@@ -28,6 +28,15 @@ def decode(digest: str, name: str, _data: bytes):
     return load_audio(_data, name=name)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def span_wav(digest: str, name: str, _data: bytes, start_s: float, end_s: float) -> bytes:
+    """Exactly ``start_s``–``end_s`` of the analysed signal (16 kHz mono) as a WAV (ser.audio.clip)."""
+    from ser.audio.clip import cut_wav
+
+    a = decode(digest, name, _data)
+    return cut_wav(a.y, a.sr, start_s, end_s)
+
+
 @st.cache_resource(show_spinner=False)
 def empty_frame():
     """The four panels' titles and axes, no data: a placeholder of a few hundred bytes."""
@@ -232,25 +241,20 @@ def build_figure(view_key: str, spec: SpectrogramSettings, overlay: str, t0: flo
 @st.cache_data(max_entries=4, show_spinner=False)
 def range_downloads(view_key: str, stem: str, t0: float, t1: float, _audio, _analysis) -> dict:
     """The selected range as a WAV clip and the analysis of that range (times from its start)."""
-    import io
-
-    import soundfile as sf
-
     from ser.analysis.exports import export_bytes
+    from ser.audio.clip import cut_wav
 
-    buf = io.BytesIO()
-    sf.write(buf, _audio.y[int(t0 * _audio.sr): int(t1 * _audio.sr)], _audio.sr, format="WAV", subtype="PCM_16")
     name = f"{stem}_{t0:.1f}-{t1:.1f}s"
-    out = {"wav": (f"{name}.wav", buf.getvalue())}
+    out = {"wav": (f"{name}.wav", cut_wav(_audio.y, _audio.sr, t0, t1))}
     out.update(export_bytes(_analysis.crop(t0, t1), ["csv", "textgrid", "json"], stem=name))
     return out
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def downloads(view_key: str, stem: str, _analysis) -> dict:
+def downloads(view_key: str, stem: str, _analysis, media: str | None = None) -> dict:
     from ser.analysis.exports import export_bytes
 
-    return export_bytes(_analysis, stem=stem)
+    return export_bytes(_analysis, stem=stem, media=media)  # the EAF links the recording beside it
 
 
 # The time range: the whole recording, or a stretch chosen by dragging a box on the chart (or with
@@ -326,8 +330,8 @@ elif event and event.selection and event.selection.points:
     if isinstance(x, (int, float)):
         chosen = next((t_ for t_ in analysis.turns if t_.start_s <= x <= t_.end_s), None)
 if chosen is not None:
-    st.caption(f"Playing {plain(chosen.speaker)}, {chosen.start_s:.2f}–{chosen.end_s:.2f} s")
-    st.audio(data, start_time=chosen.start_s, end_time=chosen.end_s)
+    st.caption(f"Playing {plain(chosen.speaker)}, {chosen.start_s:.2f}–{chosen.end_s:.2f} s (just this turn)")
+    st.audio(span_wav(digest, name, data, chosen.start_s, chosen.end_s), format="audio/wav")
 elif zoomed:
     st.caption(f"Playing the selected range, {r0:.1f}–{r1:.1f} s")
     st.audio(data, start_time=r0, end_time=r1)
@@ -347,7 +351,7 @@ if speaker_rows:
 
 # --- exports -------------------------------------------------------------------------------
 st.subheader("Export")
-files = downloads(VIEW_KEY, Path(name).stem or "analysis", analysis)
+files = downloads(VIEW_KEY, Path(name).stem or "analysis", analysis, Path(name).name)
 for col, (fmt, (file_name, payload)) in zip(st.columns(len(files)), files.items()):
     col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
                         mime=EXT[fmt], key=f"analyze_dl_{fmt}")

@@ -104,7 +104,7 @@ st.dataframe(pd.DataFrame([{"start (s)": s.start_s, "end (s)": s.end_s, "speaker
 
 from ser.analysis.exports import export_bytes  # noqa: E402
 
-files = export_bytes(a, stem=Path(e.name).stem or "analysis")
+files = export_bytes(a, stem=Path(e.name).stem or "analysis", media=Path(e.name).name)
 cols = st.columns(len(files) + 1)
 for col, (fmt, (file_name, payload)) in zip(cols, files.items()):
     col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,

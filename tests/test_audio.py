@@ -190,3 +190,19 @@ def test_broken_wav_header_is_not_called_text():
     """Zero bytes are valid UTF-8; a RIFF header padded with them is a corrupt file, not a text file."""
     msg = _err(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20), name="bad.wav")
     assert "bad.wav" in msg and "text file" not in msg
+
+
+def test_a_cut_is_exact_to_the_sample():
+    """What the Analyze page plays for a clicked turn: exactly its span, not whole seconds."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from ser.audio.clip import cut_wav
+
+    y = (np.arange(16_000 * 10) % 1000 / 1000.0 - 0.5).astype(np.float32)
+    clip, sr = sf.read(io.BytesIO(cut_wav(y, 16_000, 7.18, 7.48)), dtype="float32")
+    assert sr == 16_000 and len(clip) == 4800  # 0.30 s
+    assert np.allclose(clip, y[114_880:119_680], atol=1 / 32768)  # from sample 7.18·16000
+    assert len(sf.read(io.BytesIO(cut_wav(y, 16_000, 9.9, 12.0)))[0]) == 1600  # clamped to the end

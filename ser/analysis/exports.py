@@ -1,14 +1,22 @@
 """Exports of an :class:`~ser.analysis.Analysis`: JSON, CSV, RTTM, Praat TextGrid,
 ELAN EAF and an Audacity label track. Each writer returns the path it wrote.
 
-- JSON: ``Analysis.to_dict()`` (schema ``ser.analysis/1``).
-- CSV: one row per segment (turn aggregates, then windows) with a column per label.
-- RTTM: speaker turns, written by pyannote.core.
-- TextGrid: a ``speaker`` tier and an ``emotion`` tier over the same intervals;
-  where turns overlap, the interval lists every active speaker (``A+B``) and
-  emotion (``A:angry+B:sad``), since a Praat tier cannot hold overlapping intervals.
-- EAF: one tier per speaker, each turn annotated with its emotion and probability.
-- Audacity: tab-separated ``start end label`` lines, one per turn.
+One set of turns is behind every format: every speaker turn of the analysis, in time order,
+appears once in each of them — also a turn too short to score, whose emotion is written as
+``unscored`` (no probabilities). Overlapping turns of two speakers stay two turns.
+
+- JSON: ``Analysis.to_dict()`` (schema ``ser.analysis/1``; unscored turns are listed in
+  ``provenance.unscored_turns``).
+- CSV: one row per turn (``kind`` = ``turn``; an unscored one has emotion ``unscored`` and
+  empty probabilities), then one per window (``kind`` = ``window``), a column per label.
+- RTTM: the speaker turns, written by pyannote.core.
+- TextGrid: per speaker, a tier named after the speaker (each turn an interval labelled with
+  the speaker) and a tier ``<speaker> emotion`` (the same intervals, labelled with the
+  emotion, ``?`` when uncertain, or ``unscored``). A Praat tier cannot hold overlapping
+  intervals; a speaker's own turns never overlap, so overlapped speech is two tiers.
+- EAF: the same tiers for ELAN (the emotion annotation also gives its probability), with the
+  recording linked as the media file (a path relative to the EAF) when it is known.
+- Audacity: tab-separated ``start end speaker: emotion`` lines, one per turn.
 
 Names in files (the recording's, the speakers') are user-supplied, so every writer cleans
 them the same documented way (:func:`clean_name`): control characters (C0, DEL, C1 and the
@@ -67,11 +75,28 @@ def write_json(a: Analysis, path: Path) -> Path:
     return path
 
 
+UNSCORED = "unscored"
+
+
+def _turn_rows(a: Analysis) -> list[tuple[float, float, str, EmotionSegment | None]]:
+    """Every turn in time order with its emotion segment (None: too short to score)."""
+    by_turn = {(s.start_s, s.end_s, s.speaker): s for s in a.segments}
+    turns = sorted(a.turns, key=lambda t: (t.start_s, t.end_s, t.speaker))
+    return [(t.start_s, t.end_s, t.speaker, by_turn.get((t.start_s, t.end_s, t.speaker))) for t in turns]
+
+
 def write_csv(a: Analysis, path: Path) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["kind", "start_s", "end_s", "speaker", "emotion", "uncertain", *(f"p_{x}" for x in a.labels)])
-        for s in [*a.segments, *a.windows]:
+        for start, end, speaker, s in _turn_rows(a):
+            if s is None:
+                w.writerow(["turn", f"{start:.3f}", f"{end:.3f}", csv_cell(speaker), UNSCORED, "",
+                            *("" for _ in a.labels)])
+            else:
+                w.writerow(["turn", f"{start:.3f}", f"{end:.3f}", csv_cell(speaker), s.emotion, int(s.uncertain),
+                            *(f"{s.probabilities[x]:.4f}" for x in a.labels)])
+        for s in a.windows:
             w.writerow([s.kind, f"{s.start_s:.3f}", f"{s.end_s:.3f}", csv_cell(s.speaker), s.emotion, int(s.uncertain),
                         *(f"{s.probabilities[x]:.4f}" for x in a.labels)])
     return path
@@ -86,54 +111,64 @@ def write_rttm(a: Analysis, path: Path) -> Path:
     return path
 
 
-def _flatten(a: Analysis) -> list[tuple[float, float, list[EmotionSegment]]]:
-    """Non-overlapping intervals with the turn segments active in each (empty = no speech)."""
-    bounds = sorted({0.0, a.duration_s, *(b for s in a.segments for b in (s.start_s, s.end_s))})
-    out = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        if hi - lo <= 1e-6:
-            continue
-        active = [s for s in a.segments if s.start_s < hi - 1e-6 and s.end_s > lo + 1e-6]
-        out.append((lo, hi, sorted(active, key=lambda s: s.speaker)))
+def _speaker_tiers(a: Analysis) -> dict[str, list[tuple[float, float, EmotionSegment | None]]]:
+    """Per speaker (in order of first speech), their turns as non-overlapping intervals."""
+    out: dict[str, list[tuple[float, float, EmotionSegment | None]]] = {}
+    for start, end, speaker, s in _turn_rows(a):
+        rows = out.setdefault(speaker, [])
+        if rows and start < rows[-1][1]:  # a speaker's own turns touching: cut at the earlier one's end
+            start = rows[-1][1]
+        if end - start > 1e-6:
+            rows.append((start, end, s))
     return out
+
+
+def _emotion_text(s: EmotionSegment | None, *, with_p: bool = False) -> str:
+    if s is None:
+        return UNSCORED
+    return f"{_label(s)} ({s.probabilities[s.emotion]:.2f})" if with_p else _label(s)
 
 
 def write_textgrid(a: Analysis, path: Path) -> Path:
     from praatio import textgrid
 
-    speaker, emotion = [], []
-    for lo, hi, active in _flatten(a):
-        if not active:
-            continue
-        speaker.append((lo, hi, "+".join(clean_name(s.speaker) for s in active)))
-        emotion.append((lo, hi, _label(active[0]) if len(active) == 1
-                        else "+".join(f"{clean_name(s.speaker)}:{_label(s)}" for s in active)))
     tg = textgrid.Textgrid(minTimestamp=0.0, maxTimestamp=a.duration_s)
-    tg.addTier(textgrid.IntervalTier("speaker", speaker, 0.0, a.duration_s))
-    tg.addTier(textgrid.IntervalTier("emotion", emotion, 0.0, a.duration_s))
+    for speaker, rows in _speaker_tiers(a).items():
+        name = clean_name(speaker)
+        tg.addTier(textgrid.IntervalTier(name, [(lo, hi, name) for lo, hi, _ in rows], 0.0, a.duration_s))
+        tg.addTier(textgrid.IntervalTier(f"{name} emotion", [(lo, hi, _emotion_text(s)) for lo, hi, s in rows],
+                                         0.0, a.duration_s))
     tg.save(str(path), format="long_textgrid", includeBlankSpaces=True)
     return path
 
 
 def write_eaf(a: Analysis, path: Path, *, media: str | None = None) -> Path:
+    """``media``: the recording, as a path relative to the EAF's folder (or absolute)."""
     from pympi.Elan import Eaf
 
     eaf = Eaf(author="ser")
     eaf.remove_tier("default")
     if media:
-        eaf.add_linked_file(media, mimetype="audio/x-wav")
-    for spk in a.speakers:
-        eaf.add_tier(clean_name(spk))
-    for s in a.segments:
-        p = s.probabilities[s.emotion]
-        eaf.add_annotation(clean_name(s.speaker), int(round(s.start_s * 1000)), int(round(s.end_s * 1000)),
-                           f"{_label(s)} ({p:.2f})")
+        eaf.add_linked_file(media, relpath=media if not Path(media).is_absolute() else None,
+                            mimetype=_MIME.get(Path(media).suffix.lower().lstrip("."), "audio/x-wav"))
+    for speaker, rows in _speaker_tiers(a).items():
+        name = clean_name(speaker)
+        eaf.add_tier(name)
+        eaf.add_tier(f"{name} emotion")
+        for lo, hi, s in rows:
+            t0, t1 = int(round(lo * 1000)), int(round(hi * 1000))
+            eaf.add_annotation(name, t0, t1, name)
+            eaf.add_annotation(f"{name} emotion", t0, t1, _emotion_text(s, with_p=True))
     eaf.to_file(str(path))
     return path
 
 
+_MIME = {"wav": "audio/x-wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "m4a": "audio/mp4"}
+
+
 def write_audacity(a: Analysis, path: Path) -> Path:
-    lines = [f"{s.start_s:.6f}\t{s.end_s:.6f}\t{clean_name(s.speaker)}: {_label(s)}" for s in a.segments]
+    lines = [f"{start:.6f}\t{end:.6f}\t{clean_name(speaker)}: {_emotion_text(s)}"
+             for start, end, speaker, s in _turn_rows(a)]
     path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
     return path
 
@@ -145,8 +180,9 @@ WRITERS: dict[str, Callable[[Analysis, Path], Path]] = {
 
 
 def export(a: Analysis, out_dir: str | Path, formats: list[str] | tuple[str, ...] = FORMATS,
-           *, stem: str | None = None) -> dict[str, Path]:
-    """Write ``out_dir/<stem>.<ext>`` for each format; returns {format: path}."""
+           *, stem: str | None = None, media: str | None = None) -> dict[str, Path]:
+    """Write ``out_dir/<stem>.<ext>`` for each format; returns {format: path}. ``media``: the
+    recording, relative to ``out_dir`` (linked from the EAF)."""
     from ser.errors import ConfigError
 
     unknown = [f for f in formats if f not in WRITERS]
@@ -155,16 +191,18 @@ def export(a: Analysis, out_dir: str | Path, formats: list[str] | tuple[str, ...
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or a.name or "analysis"
-    return {f: WRITERS[f](a, out / f"{stem}.{EXTENSIONS[f]}") for f in formats}
+    return {f: (write_eaf(a, out / f"{stem}.eaf", media=media) if f == "eaf" else
+                WRITERS[f](a, out / f"{stem}.{EXTENSIONS[f]}")) for f in formats}
 
 
 def export_bytes(a: Analysis, formats: list[str] | tuple[str, ...] = FORMATS, *,
-                 stem: str | None = None) -> dict[str, tuple[str, bytes]]:
-    """Each format in memory, for downloads: {format: (file name, bytes)}."""
+                 stem: str | None = None, media: str | None = None) -> dict[str, tuple[str, bytes]]:
+    """Each format in memory, for downloads: {format: (file name, bytes)}. ``media``: the
+    recording's file name, linked from the EAF as lying beside it."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        return {f: (p.name, p.read_bytes()) for f, p in export(a, tmp, formats, stem=stem).items()}
+        return {f: (p.name, p.read_bytes()) for f, p in export(a, tmp, formats, stem=stem, media=media).items()}
 
 
 def rows_csv(rows: list[dict]) -> str:

@@ -206,7 +206,12 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
         for fmt in sorted(set(opts.formats) | {"json"}, key=lambda f: f == "json"):
             final = out / f"{stem}.{EXTENSIONS[fmt]}"
             tmp = out / f".{stem}.{EXTENSIONS[fmt]}.part{os.getpid()}"
-            WRITERS[fmt](a, tmp)
+            if fmt == "eaf":  # ELAN opens it with the recording: linked relative to the output folder
+                from ser.analysis.exports import write_eaf
+
+                write_eaf(a, tmp, media=os.path.relpath(path.resolve(), out.resolve()))
+            else:
+                WRITERS[fmt](a, tmp)
             if _orphaned():  # the run was killed while this worker computed: write nothing more
                 tmp.unlink(missing_ok=True)
                 os._exit(1)
