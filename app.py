@@ -6,7 +6,7 @@ Run with ``make run`` (or ``streamlit run app.py``).
 import ser  # noqa: F401  (first: ser.threads' yielding-thread policy is set before torch starts)
 import streamlit as st
 
-st.set_page_config(page_title="ser — speech emotion", page_icon="🎙️", layout="wide")
+st.set_page_config(page_title="ser — speech emotion", page_icon=":material/graphic_eq:", layout="wide")
 
 from pages import only_this, sign_in_gate, warm_start  # noqa: E402
 from ser.emotion.folder import available_models  # noqa: E402  (torch is imported lazily by load_model)
@@ -30,10 +30,10 @@ with st.sidebar:
         horizontal=True, help="auto uses a CUDA GPU when one is present")
 
 pg = st.navigation([
-    st.Page("pages/analyze.py", title="Analyze a recording", icon="📈", default=True),
-    st.Page("pages/live.py", title="Live", icon="🎙️"),
-    st.Page("pages/models.py", title="Models", icon="🧠"),
-    st.Page("pages/datasets.py", title="Datasets", icon="🗃️"),
-    st.Page("pages/history.py", title="History", icon="🗂️"),
+    st.Page("pages/analyze.py", title="Analyze a recording", icon=":material/monitoring:", default=True),
+    st.Page("pages/live.py", title="Live", icon=":material/mic:"),
+    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
 ])
 pg.run()

@@ -88,7 +88,7 @@ else:
                     "bundled model's training data, so this shows the instrument, not how well it generalises: a "
                     "fair test is your own recording (choose **Upload** or **Record** above). The intended emotion "
                     "of each turn is shown beside the model's in the table. Audio: RAVDESS, Livingstone & Russo "
-                    "(2018), CC BY-NC-SA 4.0.", icon="🎭")
+                    "(2018), CC BY-NC-SA 4.0.", icon=":material/theater_comedy:")
         else:
             st.caption("A two-voice dialogue the project synthesised with espeak-ng (scripts/make_demo.py). "
                        "Synthetic speech is not acted emotion: read its probabilities as a demo of the view. "
@@ -311,17 +311,29 @@ def intended_emotion(start: float, end: float) -> str:
 rows = []
 for t_ in analysis.turns:
     s = seg_by_turn.get((t_.start_s, t_.end_s, t_.speaker))
-    row = {"start (s)": t_.start_s, "end (s)": t_.end_s, "speaker": t_.speaker,
-           "emotion": (f"{s.emotion}?" if s.uncertain else s.emotion) if s else "(too short)"}
+    row = {"start (s)": round(t_.start_s, 2), "end (s)": round(t_.end_s, 2), "speaker": t_.speaker,
+           "emotion": (f"{s.emotion}?" if s.uncertain else s.emotion) if s else "(too short)",
+           "probability": round(s.probabilities[s.emotion], 3) if s else None}
     if intended:
         row["intended"] = intended_emotion(t_.start_s, t_.end_s)
-    if s:
+    if s:  # the turn's emotions, most probable first in the columns (ordered by the recording's mean)
         row.update({k: round(v, 3) for k, v in s.probabilities.items()})
     rows.append(row)
+mean_p = {k: sum(s.probabilities[k] for s in analysis.segments) / max(1, len(analysis.segments))
+          for k in analysis.labels}
 table = pd.DataFrame(rows)
+order = [c for c in table.columns if c not in analysis.labels] + sorted(
+    [k for k in analysis.labels if k in table.columns], key=lambda k: -mean_p[k])
+table = table[order]
 picked = st.dataframe(table, key="analyze_table", on_select="rerun", selection_mode="single-row", hide_index=True,
-                      column_config={k: st.column_config.ProgressColumn(k, min_value=0, max_value=1, format="percent")
-                                     for k in analysis.labels})
+                      column_config={"probability": st.column_config.ProgressColumn(
+                                         "probability", min_value=0, max_value=1, format="percent",
+                                         help="the leading emotion's probability"),
+                                     **{k: st.column_config.ProgressColumn(k, min_value=0, max_value=1,
+                                                                           format="percent")
+                                        for k in analysis.labels}})
+st.caption("“?” after an emotion: uncertain — no emotion leads by the model's margin. Emotion columns are ordered "
+           "by their mean over this recording; “(too short)”: a turn under the model's minimum, not scored.")
 chosen = None
 if picked and picked.selection.rows:
     chosen = analysis.turns[picked.selection.rows[0]]

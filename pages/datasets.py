@@ -65,6 +65,7 @@ st.subheader("Classroom: guess the emotion")
 if "datasets_clip" not in st.session_state or st.button("Next clip", key="datasets_next"):
     st.session_state.datasets_clip = random.randrange(len(utts))
     st.session_state.datasets_revealed = False
+    st.session_state.pop("datasets_guess", None)  # the radio below starts empty for the new clip
 clip = utts[st.session_state.datasets_clip % len(utts)]
 st.audio(str(clip["path"]))
 labels = sorted(stats["labels"])

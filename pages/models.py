@@ -38,15 +38,33 @@ except (OSError, ValueError, SERError) as exc:
 
 m = card.get("metrics") or {}
 cal = m.get("calibration") or {}
+rows = trust_table(card)
+loco = [r for r in rows if r["loco_uar"] is not None]
+if loco:  # what a user should expect first: a recording unlike the training corpora
+    st.subheader("What to expect on your own recordings")
+    e1, e2, e3 = st.columns(3)
+    lo, hi = min(r["loco_uar"] for r in loco), max(r["loco_uar"] for r in loco)
+    e1.metric("UAR on a corpus it never saw", f"{lo:.2f}–{hi:.2f}",
+              help="leave-one-corpus-out: trained without that corpus, scored on the classes it shares")
+    chances = [r["loco_chance"] for r in loco if r["loco_chance"] is not None]
+    if chances:
+        e2.metric("Chance on those classes", f"{min(chances):.2f}–{max(chances):.2f}")
+    humans = [r for r in rows if r["human_uar"] is not None]
+    if humans:
+        e3.metric(f"Human raters ({humans[0]['corpus']})", f"{humans[0]['human_uar']:.2f}")
+    st.caption("UAR is the mean of the per-emotion recalls. Natural, unacted speech scores lower than acted "
+               "corpora; adapting to the recording (Analyze page) usually helps. Details below.")
+if m.get("uar") or cal:
+    st.subheader("Within its training corpora" if loco else "Measured figures")
 c1, c2, c3, c4 = st.columns(4)
 if m.get("uar"):
     c1.metric("UAR, pooled CV (all its corpora)" if m.get("per_corpus") else "UAR (speaker-grouped CV)", f"{m['uar']['mean']:.3f}", f"± {m['uar']['std']:.3f}", delta_color="off")
     c2.metric("Accuracy", f"{m['accuracy']['mean']:.3f}", f"± {m['accuracy']['std']:.3f}", delta_color="off")
     c3.metric("Macro-F1", f"{m['macro_f1']['mean']:.3f}", f"± {m['macro_f1']['std']:.3f}", delta_color="off")
-if cal:
-    c4.metric("ECE after calibration", f"{cal['ece_after']:.3f}", f"before {cal['ece_before']:.3f}", delta_color="off")
+if cal:  # lower is better: a drop shows green, pointing down
+    c4.metric("ECE after calibration", f"{cal['ece_after']:.3f}",
+              f"{cal['ece_after'] - cal['ece_before']:+.3f} vs before ({cal['ece_before']:.3f})", delta_color="inverse")
 
-rows = trust_table(card)
 if rows:
     st.subheader("How far to trust it on your kind of audio")
     st.caption("UAR (unweighted average recall: the mean of per-emotion recall; chance = 1 / classes). "
@@ -54,14 +72,14 @@ if rows:
                "speakers were not. **Corpus never seen**: leave-one-corpus-out — trained on the other corpora "
                "only, scored on the classes they share. The second is the figure to expect on a new kind of "
                "recording; on natural (not acted) speech expect less.")
-    st.dataframe(
+    st.dataframe(  # "—": not measured for that corpus
         [{"Corpus": r["corpus"], "In training": "yes" if r["in_training"] else "no",
-          "UAR, speakers never seen": None if r["cv_uar"] is None else f"{r['cv_uar']:.2f}" + (
+          "UAR, speakers never seen": "—" if r["cv_uar"] is None else f"{r['cv_uar']:.2f}" + (
               f" ± {r['cv_uar_std']:.2f}" if r["cv_uar_std"] is not None else ""),
-          "chance (CV)": None if r["cv_chance"] is None else f"{r['cv_chance']:.2f} ({r['cv_classes']} classes)",
-          "UAR, corpus never seen": None if r["loco_uar"] is None else f"{r['loco_uar']:.2f}",
-          "chance (LOCO)": None if r["loco_chance"] is None else f"{r['loco_chance']:.2f} ({r['loco_classes']} classes)",
-          "Human raters": None if r["human_uar"] is None else f"{r['human_uar']:.2f}"} for r in rows],
+          "chance (CV)": "—" if r["cv_chance"] is None else f"{r['cv_chance']:.2f} ({r['cv_classes']} classes)",
+          "UAR, corpus never seen": "—" if r["loco_uar"] is None else f"{r['loco_uar']:.2f}",
+          "chance (LOCO)": "—" if r["loco_chance"] is None else f"{r['loco_chance']:.2f} ({r['loco_classes']} classes)",
+          "Human raters": "—" if r["human_uar"] is None else f"{r['human_uar']:.2f}"} for r in rows],
         hide_index=True, width="stretch")
     st.plotly_chart(trust_figure(rows), key="models_trust")
 

@@ -128,9 +128,15 @@ def test_models_page_shows_the_card_and_figures(make_app, tiny_model_dir, tmp_pa
     assert not at.exception and not at.error
     assert at.title[0].value == "Models"
     labels = [m.label for m in at.metric]
-    assert labels == ["UAR, pooled CV (all its corpora)", "Accuracy", "Macro-F1", "ECE after calibration"]
+    # first what to expect on a new recording (the unseen-corpus range, chance, the human line), then the rest
+    assert labels == ["UAR on a corpus it never saw", "Chance on those classes", "Human raters (ravdess)",
+                      "UAR, pooled CV (all its corpora)", "Accuracy", "Macro-F1", "ECE after calibration"]
     card = json.loads((models / "default" / "card.json").read_text())
-    assert at.metric[0].value == f"{card['metrics']['uar']['mean']:.3f}"
+    loco_uars = [v["uar"] for v in card["metrics"]["leave_one_corpus_out"]["per_corpus"].values()]
+    assert at.metric[0].value == f"{min(loco_uars):.2f}–{max(loco_uars):.2f}"
+    assert at.metric[3].value == f"{card['metrics']['uar']['mean']:.3f}"
+    cal = card["metrics"]["calibration"]
+    assert at.metric[6].proto.delta.startswith("-") == (cal["ece_after"] < cal["ece_before"])  # the right direction
     # the per-corpus trust table: both protocols with chance beside them, RAVDESS's human line
     table = at.dataframe[0].value
     rows = {r["Corpus"]: r for r in table.to_dict("records")}
@@ -139,7 +145,7 @@ def test_models_page_shows_the_card_and_figures(make_app, tiny_model_dir, tmp_pa
     assert rows["ased"]["UAR, corpus never seen"] == f"{loco['ased']['uar']:.2f}"
     assert rows["ased"]["chance (LOCO)"] == "0.20 (5 classes)"
     assert rows["ravdess"]["Human raters"] == "0.67"
-    assert not isinstance(rows["emodb"]["Human raters"], str)  # empty cell (None/NaN): no human figure
+    assert rows["emodb"]["Human raters"] == "—"  # no human figure: said, not "None"
     assert len(at.get("image")) == 2  # confusion matrix and reliability diagram
     assert any("ser train" in c.value for c in at.code)
     # the diarizer: its two networks with their licences, and its measured DER per set from its card
@@ -183,6 +189,11 @@ def test_datasets_page_explores_a_corpus_and_reveals(page, tmp_path):
     assert durations.loc["after trimming", "mean"] < 1.5  # the silence is trimmed
     page.button(key="datasets_reveal").click().run()
     assert not page.exception and any("Intended emotion" in m.value for m in page.markdown)
+    page.radio(key="datasets_guess").set_value(page.radio(key="datasets_guess").options[0]).run()
+    assert page.radio(key="datasets_guess").value is not None
+    page.button(key="datasets_next").click().run()  # a new clip starts with no guess and nothing revealed
+    assert not page.exception and page.radio(key="datasets_guess").value is None
+    assert not any("Intended emotion" in m.value for m in page.markdown)
     page.text_input(key="datasets_folder").set_value(str(tmp_path / "nothing")).run()
     assert not page.exception and page.error
 
@@ -214,9 +225,7 @@ def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_pat
 def test_a_range_redraws_at_full_resolution_plays_and_exports_just_that_range(page):
     """The range slider (what a box dragged on the chart sets): the chart shows that stretch, the
     player plays it, and the range downloads hold a WAV of exactly it and the turns inside it."""
-    import io
 
-    import soundfile as sf
 
     page.radio(key="analyze_source").set_value("Dialogue demo").run()
     full = json.loads(page.get("plotly_chart")[0].proto.spec)

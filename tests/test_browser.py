@@ -182,7 +182,7 @@ def test_two_sessions_analysing_at_once_both_get_their_result(app_url, tmp_path)
     import urllib.request
 
     from playwright.sync_api import sync_playwright
-    from screenshot import open_analyze_page, upload
+    from screenshot import open_analyze_page
 
     from ser.audio.decode import load_audio
     from ser.audio.fuzz import encode

@@ -278,3 +278,22 @@ if __name__ == "__main__":
 """)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 0 and "pushed" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("worker", ["process", "thread"])
+def test_frames_that_came_while_the_worker_started_are_scored_not_dropped(model, speech_then_silence, worker):
+    """A user who presses Start before the worker has loaded loses nothing: the wait that counts as
+    falling behind starts when the worker runs. (The frames here say they arrived 5 s ago — more
+    than max_queue_s — so a worker that counted from their arrival would drop every one.)"""
+    s = LiveScorer(model, worker=worker)
+    try:
+        t = s.clock() - 5.0
+        y = speech_then_silence[: 4 * SR]
+        for i in range(0, len(y), 320):
+            s.push(y[i:i + 320], SR, arrived=t)
+        s.stop()
+        st = s.stats()
+    finally:
+        s.close()
+    assert st.dropped_s == 0 and st.received_s == pytest.approx(4.0, abs=0.05), st
+    assert st.scored + st.no_speech >= 4, st

@@ -389,6 +389,6 @@ def trust_figure(rows: list[dict]):
             fig.add_annotation(x=i, y=r["human_uar"], text="human raters", showarrow=False, yshift=8,
                                font=dict(size=11, color="#2e7d32"))
     fig.update_layout(barmode="group", height=320, margin=dict(l=40, r=10, t=30, b=40),
-                      yaxis=dict(title="UAR", range=[0, 1]), legend=dict(orientation="h", y=1.12),
+                      yaxis=dict(title="UAR", range=[0, 1]), legend=dict(orientation="h", y=-0.18, x=0),
                       title=dict(text="dashed: chance for that corpus's classes", font=dict(size=12)))
     return fig

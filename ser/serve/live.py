@@ -15,9 +15,10 @@ time, and a scoring thread there waits for it (measured: a median latency of 8 s
 busy Python thread beside it, against 40 ms alone). ``worker="thread"`` runs the same
 engine in a thread of this process (tests, notebooks, a CLI).
 
-Every bound is explicit: a frame that waited more than ``max_queue_s`` for the worker is
-dropped and counted (the meter stays current when the machine cannot keep up), at most
-``MAX_PENDING`` frames wait at all, and at most ``max_session_s`` of audio and timeline is
+Every bound is explicit: a frame that waited more than ``max_queue_s`` for the running worker
+is dropped and counted (the meter stays current when the machine cannot keep up; frames that
+arrive while the worker is still starting wait for it, so a user who presses Start at once
+loses nothing and the first updates come later), at most ``MAX_PENDING`` frames wait at all, and at most ``max_session_s`` of audio and timeline is
 kept for saving (scoring goes on past it; :attr:`LiveStats.truncated` says so).
 
 Latency of an update = from the arrival of the frame that carried the window's last
@@ -231,6 +232,7 @@ class LiveScorer:
             self._thread_loop()
 
     def _thread_loop(self) -> None:
+        ready_at = self.clock()  # frames that came while the worker started are not "behind"
         self._ready.set()
         engine = _Engine(self.model, self.settings, self._vad, self.clock)
         cpu0 = time.thread_time()
@@ -247,7 +249,8 @@ class LiveScorer:
                         self._deliver(u, time.thread_time() - cpu0)
                     break
                 for x, sr, t in items:
-                    if self.clock() - t > self.settings.max_queue_s:  # fell behind: keep the meter current
+                    # fell behind (counted from when the worker was running): keep the meter current
+                    if self.clock() - max(t, ready_at) > self.settings.max_queue_s:
                         with self._cond:
                             self._dropped_s += x.size / sr
                         continue

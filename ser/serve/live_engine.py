@@ -241,6 +241,7 @@ def _child(model_path: str, device: str, settings: LiveSettings, inq: Any, outq:
     from ser.threads import policy
 
     outq.put(("ready", policy()))
+    ready_at = time.perf_counter()  # frames that came while this process started are not "behind"
     cpu0 = time.process_time()
     parent = mp.parent_process()
     while True:
@@ -254,7 +255,7 @@ def _child(model_path: str, device: str, settings: LiveSettings, inq: Any, outq:
         try:
             if kind == "frame":
                 _, x, sr, arrived = msg
-                if time.perf_counter() - arrived > engine.settings.max_queue_s:  # fell behind: drop, say so
+                if time.perf_counter() - max(arrived, ready_at) > engine.settings.max_queue_s:  # fell behind
                     outq.put(("dropped", x.size / sr, arrived))
                     continue
                 for u in engine.feed(x, sr, arrived):
