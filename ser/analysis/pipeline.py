@@ -236,7 +236,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "reused_stages": reused,  # e.g. ["embeddings", "turns", "emotion"]: shown from an earlier analysis
             # how it ran (ser.threads): torch's intra-op threads, and how that count was chosen
             "threads": {"torch": n_threads, "mode": thread_mode(threads),
-                        **({"adjusted": thread_counts_used()[1:]} if len(thread_counts_used()) > 1 else {})},
+                        **({"adjusted": adjusted} if (adjusted := thread_counts_used()[1:]) else {})},
             "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
                           "total_s": round(time.perf_counter() - t_start, 3)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -184,7 +184,7 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
 
     ``audio``: the file already decoded through the audio door (an :class:`~ser.audio.Audio`),
     as a distributed engine's decode stage hands it over; else the file is read here."""
-    from ser.analysis.exports import EXTENSIONS, WRITERS
+    from ser.analysis.exports import EXTENSIONS, WRITERS, write_eaf
     from ser.analysis.pipeline import analyze, relabel
 
     path, out = Path(path), Path(out_dir)
@@ -207,8 +207,6 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
             final = out / f"{stem}.{EXTENSIONS[fmt]}"
             tmp = out / f".{stem}.{EXTENSIONS[fmt]}.part{os.getpid()}"
             if fmt == "eaf":  # ELAN opens it with the recording: linked relative to the output folder
-                from ser.analysis.exports import write_eaf
-
                 write_eaf(a, tmp, media=os.path.relpath(path.resolve(), out.resolve()))
             else:
                 WRITERS[fmt](a, tmp)
