@@ -114,6 +114,7 @@ def main() -> None:
         out["streaming"] = {"start_to_first_update_s": round(first, 2), "session_s": entry.duration_s,
                             "updates": live["updates"], "no_speech_windows": live["no_speech_windows"],
                             "latency_ms": live["latency_ms"], "dropped_s": live["dropped_s"],
+                            "skipped_s": live.get("skipped_s"), "lost_s": live.get("lost_s"),
                             "worker_cpu_s": live["worker_cpu_s"],
                             "worker_cpu_percent_of_one_core": round(100 * live["worker_cpu_s"] / entry.duration_s, 1)}
     finally:

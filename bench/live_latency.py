@@ -92,7 +92,7 @@ def run(model, y16: np.ndarray, *, worker: str, busy: bool) -> dict:
     return {
         "worker": worker, "parent": "one busy Python thread" if busy else "idle",
         "audio_s": round(audio_s, 1), "wall_s": round(wall, 1), "updates": len(ups), "scored": int(st.scored),
-        "no_speech": int(st.no_speech), "dropped_s": st.dropped_s,
+        "no_speech": int(st.no_speech), "dropped_s": st.dropped_s, "skipped_s": st.skipped_s,
         "latency_ms": {"median": round(float(np.median(lat)), 1), "p95": round(float(np.percentile(lat, 95)), 1),
                        "p99": round(float(np.percentile(lat, 99)), 1), "max": round(float(lat.max()), 1)},
         "latency_scored_windows_ms": {"median": round(float(np.median(scored)), 1),

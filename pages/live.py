@@ -302,7 +302,11 @@ def streaming() -> None:
                       for u in reversed(ups[-6:])]
             st.table(pd.DataFrame(recent).set_index("window end (s)"))
         cpu = st_.worker_cpu_s / st_.received_s if st_.received_s else 0.0
-        note = f" · {st_.dropped_s:.1f} s dropped (the worker fell behind)" if st_.dropped_s else ""
+        note = f" · {st_.dropped_s:.1f} s dropped (the worker is stuck)" if st_.dropped_s else ""
+        if st_.skipped_s:
+            note += f" · {st_.skipped_s:.1f} s not scored live (the machine is busy; kept and scored on Stop)"
+        if st_.lost_s:
+            note += f" · {st_.lost_s:.1f} s lost on the way (filled with silence)"
         trunc = " · past the session limit: no longer kept for saving" if st_.truncated else ""
         st.caption(f"{st_.received_s:.1f} s received · {st_.scored} windows scored, {st_.no_speech} without speech · "
                    f"worker CPU {cpu:.0%} of one core{note}{trunc}")

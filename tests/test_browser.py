@@ -101,12 +101,19 @@ def envelope(y: np.ndarray, hop: int = 160) -> np.ndarray:
     return (e - e.mean()) / (e.std() + 1e-9)
 
 
-def loop_correlation(received: np.ndarray, source: np.ndarray) -> float:
-    """How well the received loudness contour follows the looped source at the best offset."""
+def loop_correlation(received: np.ndarray, source: np.ndarray, win: int = 300) -> np.ndarray:
+    """How well the received loudness contour follows the looped source: per 3-s piece, the
+    correlation at that piece's best offset (a piece of the wrong audio scores about 0.3, the right
+    one 0.97-1; a discontinuity in the received stream spoils only the piece it falls in)."""
     a, s = envelope(received), envelope(source)
-    b = np.tile(s, 2 + len(a) // len(s))
-    return max(float(np.mean(a * (b[k:k + len(a)] - b[k:k + len(a)].mean()) / (b[k:k + len(a)].std() + 1e-9)))
-               for k in range(len(s)))
+    b = np.tile(s, 3 + len(a) // len(s))
+    out = []
+    for i in range(0, len(a) - win + 1, win):
+        w = a[i:i + win]
+        w = (w - w.mean()) / (w.std() + 1e-9)
+        out.append(max(float(np.mean(w * (b[k:k + win] - b[k:k + win].mean()) / (b[k:k + win].std() + 1e-9)))
+                       for k in range(len(s))))
+    return np.array(out)
 
 
 def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, tmp_path):
@@ -153,8 +160,9 @@ def test_live_streaming_timeline_matches_the_model_offline(app_url, history_db, 
 
     audio = load_audio(audio_bytes).y
     # the server received the fake microphone's file: its loudness contour follows the source
-    best = loop_correlation(audio, source)
-    assert best > 0.7, best
+    # (packets lost on a busy machine are silence in real time: provenance live.lost_s)
+    pieces = loop_correlation(audio, source)
+    assert len(pieces) >= 3 and np.median(pieces) > 0.8, (pieces.round(2), analysis.provenance["live"])
     # every update seen on the page is in the saved timeline, and is the model's offline answer
     model = load_model("default", device="cpu")
     windows = {w.end_s: w for w in analysis.windows}

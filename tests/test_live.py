@@ -153,7 +153,7 @@ class SlowModel:
         return self._m.result(p)
 
 
-def test_a_worker_that_falls_behind_drops_old_audio_and_says_so(model, speech_then_silence):
+def test_a_worker_that_falls_behind_skips_old_windows_keeps_the_audio_and_says_so(model, speech_then_silence):
     s = LiveScorer(SlowModel(model), LiveSettings(max_queue_s=1.0), worker="thread")
     y = np.tile(speech_then_silence[: 4 * SR], 5)  # 20 s of speech
     t0 = time.perf_counter()
@@ -163,9 +163,13 @@ def test_a_worker_that_falls_behind_drops_old_audio_and_says_so(model, speech_th
         time.sleep(max(0.0, t0 + k * 0.002 - time.perf_counter()))
     s.stop()
     st = s.stats()
-    assert st.dropped_s > 5 and st.received_s == pytest.approx(20.0, abs=0.05)
-    assert len(s.audio()) < (20.0 - st.dropped_s + 0.5) * SR  # dropped audio is neither scored nor kept
-    assert st.scored >= 2
+    assert st.skipped_s > 5 and st.dropped_s == 0 and st.received_s == pytest.approx(20.0, abs=0.05)
+    # skipped audio is kept, in real time (the saved session scores it), but not scored live
+    assert len(s.audio()) == pytest.approx(20.0 * SR, abs=0.02 * SR)
+    assert st.scored >= 2 and st.updates < 39 - 2 * st.skipped_s + 2
+    ends = [u.end_s for u in s.updates()]
+    assert ends == sorted(ends) and all(round(e / 0.5, 6).is_integer() for e in ends)  # still on the hop grid
+    assert s.to_analysis().provenance["live"]["skipped_s"] == st.skipped_s
 
 
 def test_the_session_limit_bounds_what_is_kept(model):
@@ -203,6 +207,37 @@ def test_frames_from_pyav_become_mono_float(model):
     s.push_frame(packed)
     s.stop()
     assert s.stats().received_s == pytest.approx(0.02)
+
+
+def test_packets_lost_on_the_way_become_silence_in_real_time(model):
+    """WebRTC frames carry RTP timestamps: a gap (lost packets) is filled with silence so the kept
+    recording and the timeline stay in real time; a jump backwards or over MAX_GAP_S is not a loss."""
+    import av
+    from fractions import Fraction
+
+    from ser.serve.live_engine import MAX_GAP_S
+
+    def frame(k: int, value: float, pts: int | None = None):
+        f = av.AudioFrame.from_ndarray(np.full((1, 960), int(value * 32767), np.int16), format="s16", layout="mono")
+        f.sample_rate, f.time_base, f.pts = 48_000, Fraction(1, 48_000), k * 960 if pts is None else pts
+        return f
+
+    s = LiveScorer(model, worker="thread")
+    for k in range(50):  # 1 s of tone ...
+        s.push_frame(frame(k, 0.5))
+    for k in range(75, 125):  # ... 0.5 s lost (25 frames) ... 1 s more
+        s.push_frame(frame(k, 0.5))
+    s.push_frame(frame(0, 0.5))  # the sender restarted its clock: no gap
+    s.push_frame(frame(0, 0.5, pts=int((1 + MAX_GAP_S) * 48_000)))  # a jump past MAX_GAP_S: no gap either
+    s.stop()
+    st = s.stats()
+    assert st.lost_s == pytest.approx(0.5) and st.received_s == pytest.approx(2.54)
+    y = s.audio()
+    assert len(y) == pytest.approx(2.54 * SR, abs=0.03 * SR)
+    # the silence sits where the packets were missing, not at the end (resampler edges aside)
+    assert np.abs(y[round(1.05 * SR): round(1.45 * SR)]).max() < 0.01
+    assert np.abs(y[round(1.55 * SR): round(2.45 * SR)]).min() > 0.3
+    assert s.to_analysis().provenance["live"]["lost_s"] == pytest.approx(0.5)
 
 
 def test_bad_settings_and_frames_are_rejected_clearly(model):

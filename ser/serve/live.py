@@ -16,10 +16,14 @@ busy Python thread beside it, against 40 ms alone). ``worker="thread"`` runs the
 engine in a thread of this process (tests, notebooks, a CLI).
 
 Every bound is explicit: a frame that waited more than ``max_queue_s`` for the running worker
-is dropped and counted (the meter stays current when the machine cannot keep up; frames that
-arrive while the worker is still starting wait for it, so a user who presses Start at once
-loses nothing and the first updates come later), at most ``MAX_PENDING`` frames wait at all, and at most ``max_session_s`` of audio and timeline is
-kept for saving (scoring goes on past it; :attr:`LiveStats.truncated` says so).
+is kept in the recording but its windows are not scored live (the meter stays current when the
+machine cannot keep up; :attr:`LiveStats.skipped_s` counts it, and the saved session scores it
+with the rest); frames that arrive while the worker is still starting wait for it, so a user who
+presses Start at once loses nothing and the first updates come later. At most ``MAX_PENDING``
+frames wait at all (more are dropped: :attr:`LiveStats.dropped_s`), and at most
+``max_session_s`` of audio and timeline is kept for saving (scoring goes on past it;
+:attr:`LiveStats.truncated` says so). Packets lost on the way (gaps in the WebRTC frames'
+timestamps) become silence, so the recording stays in real time (:attr:`LiveStats.lost_s`).
 
 Latency of an update = from the arrival of the frame that carried the window's last
 sample to the update being ready for display (resampler hold-back, VAD, queueing and
@@ -52,7 +56,7 @@ from ser import __version__
 from ser.analysis.result import Analysis, EmotionSegment, SpeakerTurn
 from ser.diarization.vad import load_vad
 from ser.errors import AudioError, ConfigError
-from ser.serve.live_engine import SR, LiveSettings, LiveStats, LiveUpdate, MAX_PENDING, SPEAKER, _Engine, _child, _end_process, _read_loop, frame_to_mono
+from ser.serve.live_engine import SR, LiveSettings, LiveStats, LiveUpdate, MAX_PENDING, SPEAKER, _Engine, MAX_GAP_S, _child, _end_process, _read_loop, frame_to_mono
 
 
 class LiveScorer:
@@ -92,8 +96,10 @@ class LiveScorer:
         s = self.settings
         self._pending: collections.deque = collections.deque()  # thread worker: (x, sr, arrival)
         self._in_flight: collections.deque = collections.deque()  # process worker: arrival of each frame sent
-        self._dropped_s = 0.0
+        self._dropped_s = self._skipped_s = 0.0
         self._pushed_s = 0.0
+        self._lost_s = 0.0  # gaps in the frames' timestamps (packets lost on the way), filled with silence
+        self._next_pts_s: float | None = None
         self._stopping = False
         self._stopped = threading.Event()
         self._updates: collections.deque[LiveUpdate] = collections.deque(maxlen=int(s.max_session_s / s.hop_s) + 1)
@@ -169,10 +175,33 @@ class LiveScorer:
             self._cond.notify()
 
     def push_frame(self, frame: Any) -> None:
-        """Queue a PyAV ``AudioFrame`` (what streamlit-webrtc hands its sink callback)."""
+        """Queue a PyAV ``AudioFrame`` (what streamlit-webrtc hands its sink callback).
+
+        Frames carry their RTP timestamp: where packets were lost on the way (a busy machine, a
+        bad network) the gap is filled with silence, up to ``MAX_GAP_S``, so that the timeline and
+        the kept recording stay in real time; :attr:`LiveStats.lost_s` counts it."""
         t = self.clock()
         y, sr = frame_to_mono(frame)
+        gap = self._gap_before(frame, y.size / sr)
+        if gap:
+            self.push(np.zeros(round(gap * sr), np.float32), sr, arrived=t)
+            with self._cond:
+                self._lost_s += gap
         self.push(y, sr, arrived=t)
+
+    def _gap_before(self, frame: Any, dur: float) -> float:
+        """Seconds missing between the previous frame and this one, from their timestamps (0 when
+        there are none, the first frame, or a jump that is no loss: backwards or over MAX_GAP_S)."""
+        pts, base = getattr(frame, "pts", None), getattr(frame, "time_base", None)
+        if pts is None or base is None:
+            return 0.0
+        start = float(pts * base)
+        with self._cond:
+            expected, self._next_pts_s = self._next_pts_s, start + dur
+        if expected is None:
+            return 0.0
+        gap = start - expected
+        return gap if dur / 2 < gap <= MAX_GAP_S else 0.0
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
         """Block until the worker has loaded its models; True when it is ready, False when it
@@ -249,12 +278,13 @@ class LiveScorer:
                         self._deliver(u, time.thread_time() - cpu0)
                     break
                 for x, sr, t in items:
-                    # fell behind (counted from when the worker was running): keep the meter current
-                    if self.clock() - max(t, ready_at) > self.settings.max_queue_s:
+                    # fell behind (counted from when the worker was running): keep the audio, skip its
+                    # windows, so the meter stays current
+                    late = self.clock() - max(t, ready_at) > self.settings.max_queue_s
+                    if late:
                         with self._cond:
-                            self._dropped_s += x.size / sr
-                        continue
-                    for u in engine.feed(x, sr, t):
+                            self._skipped_s += x.size / sr
+                    for u in engine.feed(x, sr, t, score=not late):
                         self._deliver(u, time.thread_time() - cpu0)
         except Exception as exc:  # noqa: BLE001  (a bug or a broken model: stop and say so, never hang the page)
             with self._lock:
@@ -289,9 +319,9 @@ class LiveScorer:
                 while self._in_flight and self._in_flight[0] <= u.arrived_at:
                     self._in_flight.popleft()
             self._deliver(u, msg[2])
-        elif kind == "dropped":
+        elif kind == "skipped":
             with self._cond:
-                self._dropped_s += msg[1]
+                self._skipped_s += msg[1]
                 while self._in_flight and self._in_flight[0] <= msg[2]:
                     self._in_flight.popleft()
         elif kind == "session":
@@ -321,10 +351,11 @@ class LiveScorer:
 
     def stats(self) -> LiveStats:
         with self._cond:
-            dropped, pushed = self._dropped_s, self._pushed_s
+            dropped, skipped, pushed, lost = self._dropped_s, self._skipped_s, self._pushed_s, self._lost_s
         with self._lock:
             session = self._session
             return LiveStats(received_s=round(pushed, 3), dropped_s=round(dropped, 3),
+                             skipped_s=round(skipped, 3), lost_s=round(lost, 3),
                              updates=self._n_updates, scored=self._n_scored, no_speech=self._n_gated,
                              worker_cpu_s=self._cpu_s, running=self.running,
                              truncated=bool(session and session[3]) or pushed > self.settings.max_session_s,
@@ -392,7 +423,7 @@ class LiveScorer:
             "diarizer": {"backend": "live (silero-vad, one speaker)", "vad_threshold": s.vad_threshold},
             "live": {**asdict(s), "worker": self.worker, "updates": st.updates,
                      "latency_ms": self.latency_summary(), "no_speech_windows": st.no_speech,
-                     "dropped_s": st.dropped_s, "truncated": st.truncated, "worker_cpu_s": round(st.worker_cpu_s, 3),
+                     "dropped_s": st.dropped_s, "skipped_s": st.skipped_s, "lost_s": st.lost_s, "truncated": st.truncated, "worker_cpu_s": round(st.worker_cpu_s, 3),
                      "input_sample_rate": in_sr},
             "window_s": s.window_s, "hop_s": s.hop_s,
             "audio": {"sha256": hashlib.sha256(y.tobytes()).hexdigest(), "duration_s": round(len(y) / SR, 3),

@@ -21,6 +21,7 @@ SR = 16_000
 VAD_CHUNK = 512  # silero-vad's chunk at 16 kHz (32 ms)
 SPEAKER = "mic"
 MAX_PENDING = 2000  # frames waiting for the worker (40 s of 20 ms frames), whatever their age
+MAX_GAP_S = 2.0  # a gap in frame timestamps up to this long is lost audio (filled with silence); longer is a restart
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class LiveSettings:
     first_s: float = 1.0  # the first update comes after this much audio (its window is what there is)
     vad_threshold: float = 0.5  # silero speech probability counted as speech
     min_speech_s: float = 0.5  # speech a window needs to be scored; otherwise "no speech"
-    max_queue_s: float = 2.0  # a frame older than this when the worker gets to it is dropped
+    max_queue_s: float = 2.0  # a frame older than this when the worker gets to it is kept but not scored live
     max_session_s: float = 900.0  # audio and timeline kept for saving (15 min)
 
     def __post_init__(self):
@@ -74,7 +75,10 @@ class LiveUpdate:
 @dataclass(frozen=True)
 class LiveStats:
     received_s: float  # audio pushed so far (s)
-    dropped_s: float  # audio dropped because the worker fell behind by more than max_queue_s
+    dropped_s: float  # audio dropped because over MAX_PENDING frames waited (the worker stuck or still loading)
+    skipped_s: float  # audio not scored live because the worker fell behind by more than max_queue_s (still
+    #                   kept in the recording, and scored with the rest when the session is saved)
+    lost_s: float  # audio lost before it arrived (gaps in the frames' timestamps), filled with silence
     updates: int
     scored: int
     no_speech: int
@@ -125,7 +129,9 @@ class _Engine:
         self.vad_recent: collections.deque = collections.deque(maxlen=(self.win + 2 * self.hop) // VAD_CHUNK + 8)
         self.next_end = min(self.win, round(s.first_s * SR))
 
-    def feed(self, x: np.ndarray, sr: int, arrived: float) -> list[LiveUpdate]:
+    def feed(self, x: np.ndarray, sr: int, arrived: float, score: bool = True) -> list[LiveUpdate]:
+        """Take one frame; the updates whose windows it completes. ``score=False`` (the worker fell
+        behind): keep the audio and its VAD, but skip the windows that end in it."""
         import soxr
 
         if sr != self.in_sr:
@@ -136,7 +142,7 @@ class _Engine:
         y = x if self.resampler is None else self.resampler.resample_chunk(x)
         out: list[LiveUpdate] = []
         for i in range(0, y.size, self.hop):  # a big block in pieces, so each window is still in the ring
-            out += self._append(y[i:i + self.hop])
+            out += self._append(y[i:i + self.hop], score)
         return out
 
     def finish(self) -> list[LiveUpdate]:
@@ -150,7 +156,7 @@ class _Engine:
             out += self._append(tail[i:i + self.hop])
         return out
 
-    def _append(self, y: np.ndarray) -> list[LiveUpdate]:
+    def _append(self, y: np.ndarray, score: bool = True) -> list[LiveUpdate]:
         # 16-bit, as it is kept: what was scored is exactly what is saved (and can be re-scored offline)
         q = np.round(np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16)
         y = q.astype(np.float32) / 32767.0
@@ -167,7 +173,8 @@ class _Engine:
         self._run_vad(y)
         out = []
         while self.total >= self.next_end:
-            out.append(self._score(self.next_end))
+            if score:
+                out.append(self._score(self.next_end))
             self.next_end += self.hop
         return out
 
@@ -255,10 +262,11 @@ def _child(model_path: str, device: str, settings: LiveSettings, inq: Any, outq:
         try:
             if kind == "frame":
                 _, x, sr, arrived = msg
-                if time.perf_counter() - max(arrived, ready_at) > engine.settings.max_queue_s:  # fell behind
-                    outq.put(("dropped", x.size / sr, arrived))
-                    continue
-                for u in engine.feed(x, sr, arrived):
+                # fell behind: keep the audio, skip its windows (the meter stays current)
+                late = time.perf_counter() - max(arrived, ready_at) > engine.settings.max_queue_s
+                if late:
+                    outq.put(("skipped", x.size / sr, arrived))
+                for u in engine.feed(x, sr, arrived, score=not late):
                     outq.put(("update", u, time.process_time() - cpu0))
             elif kind == "flush":  # the end of a session: everything it kept
                 for u in engine.finish():
