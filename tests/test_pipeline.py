@@ -168,7 +168,7 @@ def test_cli_analyze_writes_every_format_and_reports_bad_files(tmp_path, tiny_mo
     names = sorted(p.name for p in out.iterdir())
     assert names == ["summary.csv", "talk.TextGrid", "talk.csv", "talk.eaf", "talk.json", "talk.rttm", "talk.txt"]
     d = json.loads((out / "talk.json").read_text())
-    assert d["schema"] == "ser.analysis/1" and d["provenance"]["speaker_counts"]["num_speakers"] == 1
+    assert d["schema"] == "ser.analysis/2" and d["provenance"]["speaker_counts"]["num_speakers"] == 1
     r = _ser("analyze", folder / "talk.flac", "--format", "pdf", "--out", out)
     assert r.returncode == 2 and "Unknown format" in r.stderr and "Traceback" not in r.stderr
     r = _ser("analyze", folder / "talk.flac", "--speakers", "2", "--min-speakers", "1")

@@ -130,11 +130,25 @@ def plan_windows(turns: list[SpeakerTurn], sr: int, window_s: float, hop_s: floa
     return out
 
 
+def _check_settings(window_s: float, hop_s: float, num_speakers: int | None, min_speakers: int | None,
+                    max_speakers: int | None, adapt: str) -> None:
+    """A clear ConfigError for a setting out of range, before any work."""
+    from ser.emotion.adapt import ANALYZE_MODES, check_mode
+
+    if not (0.5 <= window_s <= 30.0):
+        raise ConfigError(f"window_s must be between 0.5 and 30 seconds (got {window_s}).")
+    if not (0.1 <= hop_s <= window_s):
+        raise ConfigError(f"hop_s must be between 0.1 s and window_s ({window_s} s); got {hop_s}.")
+    check_speaker_counts(num_speakers, min_speakers, max_speakers)
+    check_mode(adapt, ANALYZE_MODES)
+
+
 def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: Any = "default",
             num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
             progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
-            name: str | None = None, adapt: str = "none", threads: int | None = None) -> Analysis:
+            name: str | None = None, adapt: str = "none", threads: int | None = None,
+            transcribe: bool = False, language: str | None = None) -> Analysis:
     """Analyse one recording.
 
     ``audio``: an :class:`~ser.audio.Audio` or anything ``load_audio`` takes (path, bytes,
@@ -144,7 +158,9 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     "none", "recording" (centre the encoder features of all windows on the recording's own
     statistics) or "speaker" (each diarized speaker's windows on their own); see ser.emotion.adapt.
     ``threads``: torch threads for this analysis (default: :mod:`ser.threads`' policy — one
-    for recordings up to two minutes, the free cores for longer ones).
+    for recordings up to two minutes, the free cores for longer ones). ``transcribe``: add the
+    transcript (words with speakers, utterances with emotion; ser.transcription), in ``language``
+    (a Whisper code; default: detected).
 
     Turns shorter than the model's minimum duration keep their speaker but get no emotion
     (listed in ``provenance["unscored_turns"]``). A recording without speech gives an
@@ -154,14 +170,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
 
     progress = progress or _noop
     cache = cache or StageCache(max_items=8)
-    if not (0.5 <= window_s <= 30.0):
-        raise ConfigError(f"window_s must be between 0.5 and 30 seconds (got {window_s}).")
-    if not (0.1 <= hop_s <= window_s):
-        raise ConfigError(f"hop_s must be between 0.1 s and window_s ({window_s} s); got {hop_s}.")
-    check_speaker_counts(num_speakers, min_speakers, max_speakers)
-    from ser.emotion.adapt import ANALYZE_MODES, check_mode
-
-    check_mode(adapt, ANALYZE_MODES)
+    _check_settings(window_s, hop_s, num_speakers, min_speakers, max_speakers, adapt)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -217,6 +226,12 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         from ser.emotion.adapt import adapted_margin, summary
 
         segments, window_segs, unscored = _segments(em, turns, windows, probs, adapted, adapted_margin(em, adapt), sr)
+        words, utterances, transcript = [], [], None
+        if transcribe:
+            t0 = time.perf_counter()
+            words, utterances, transcript = _transcript(stage, audio, digest, turns, segments, language, device,
+                                                         progress)
+            timings["transcript_s"] = time.perf_counter() - t0
         progress("done", 1.0)
         provenance = {
             "ser_version": __version__,
@@ -240,10 +255,31 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
                           "total_s": round(time.perf_counter() - t_start, 3)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **({"transcript": transcript} if transcript else {}),
         }
         return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
                         labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
-                        provenance=provenance)
+                        provenance=provenance, words=words, utterances=utterances)
+
+
+def _transcript(stage: Callable, audio: Audio, digest: str, turns: list[SpeakerTurn],
+                segments: list[EmotionSegment], language: str | None, device: str, progress: Progress) -> tuple:
+    """The transcript stage: words over the turns' speech regions (cached per recording, regions
+    and language), then attached to speakers and emotion; and its provenance."""
+    from ser.transcription.asr import load_transcriber, speech_regions
+    from ser.transcription.attach import attach
+
+    progress("transcript", 0.0)
+    t = load_transcriber(device=device)
+    lang = t.check_language(language)
+    regions = speech_regions(turns, audio.duration_s)
+    info = t.describe()
+    raw, detected = stage("transcript", (digest, _key(regions), lang, _key({k: info[k] for k in ("sha256", "beam_size")})),
+                          lambda: t.transcribe(audio.y, audio.sr, regions, lang))
+    words, utterances = attach(raw, turns, segments)
+    progress("transcript", 1.0)
+    return words, utterances, {**info, **detected, "language_given": lang is not None, "regions": len(regions),
+                               "words": len(words), "utterances": len(utterances)}
 
 
 def _adjusting(progress: Progress) -> Progress:
@@ -327,6 +363,9 @@ def relabel(a: Analysis, label_set: str) -> Analysis:
         return EmotionSegment(s.start_s, s.end_s, s.speaker, order[0], {k: round(v, 6) for k, v in p.items()},
                               margin < thr, s.kind)
 
+    from ser.transcription.attach import with_emotion
+
     prov = {**a.provenance, "label_set": label_set}
-    return Analysis(a.name, a.duration_s, labels, list(a.turns), [conv(s) for s in a.segments],
-                    [conv(s) for s in a.windows], prov)
+    segments = [conv(s) for s in a.segments]
+    return Analysis(a.name, a.duration_s, labels, list(a.turns), segments, [conv(s) for s in a.windows], prov,
+                    words=list(a.words), utterances=[with_emotion(u, segments) for u in a.utterances])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-SCHEMA = "ser.analysis/1"
+SCHEMA = "ser.analysis/2"  # /2 added the transcript (words, utterances); /1 documents read as /2 without one
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,29 @@ class EmotionSegment:
         return self.end_s - self.start_s
 
 
+@dataclass(frozen=True)
+class Word:
+    """One transcribed word (Whisper's word timestamps), with the speaker turn it falls in."""
+    start_s: float
+    end_s: float
+    text: str  # as the tokenizer spells it, leading space removed
+    probability: float  # the decoder's probability of the word
+    speaker: str | None = None  # None: in no speaker turn (rare: a word in a gap between turns)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Consecutive words of one speaker (split at speaker changes and long pauses), with the
+    emotion of the turn they fall in (None when that turn is unscored)."""
+    start_s: float
+    end_s: float
+    speaker: str | None
+    text: str
+    emotion: str | None = None
+    probabilities: dict[str, float] | None = None
+    uncertain: bool = False
+
+
 def to_annotation(turns, uri: str = "audio"):
     """A pyannote.core Annotation of turns (anything with start_s, end_s, speaker): for RTTM and scoring."""
     from pyannote.core import Annotation, Segment
@@ -58,6 +81,12 @@ class Analysis:
     segments: list[EmotionSegment] = field(default_factory=list)  # one per scored turn
     windows: list[EmotionSegment] = field(default_factory=list)  # sliding windows, for timelines
     provenance: dict = field(default_factory=dict)
+    words: list[Word] = field(default_factory=list)  # the transcript (empty: not transcribed)
+    utterances: list[Utterance] = field(default_factory=list)
+
+    @property
+    def transcribed(self) -> bool:
+        return "transcript" in self.provenance and not self.provenance["transcript"].get("error")
 
     @property
     def speakers(self) -> list[str]:
@@ -102,12 +131,14 @@ class Analysis:
 
         prov = {**self.provenance, "range_s": [round(start_s, 3), round(end_s, 3)]}
         return Analysis(name=self.name, duration_s=round(end_s - start_s, 3), labels=list(self.labels),
-                        turns=cut(self.turns), segments=cut(self.segments), windows=cut(self.windows), provenance=prov)
+                        turns=cut(self.turns), segments=cut(self.segments), windows=cut(self.windows), provenance=prov,
+                        words=cut(self.words), utterances=cut(self.utterances))
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "name": self.name, "duration_s": self.duration_s, "labels": list(self.labels),
                 "turns": [asdict(t) for t in self.turns], "segments": [asdict(s) for s in self.segments],
                 "windows": [asdict(s) for s in self.windows], "speakers": self.speaker_summary(),
+                "words": [asdict(w) for w in self.words], "utterances": [asdict(u) for u in self.utterances],
                 "provenance": self.provenance}
 
     @classmethod
@@ -115,4 +146,6 @@ class Analysis:
         return cls(name=d["name"], duration_s=d["duration_s"], labels=list(d["labels"]),
                    turns=[SpeakerTurn(**t) for t in d["turns"]],
                    segments=[EmotionSegment(**s) for s in d["segments"]],
-                   windows=[EmotionSegment(**s) for s in d["windows"]], provenance=d.get("provenance", {}))
+                   windows=[EmotionSegment(**s) for s in d["windows"]], provenance=d.get("provenance", {}),
+                   words=[Word(**w) for w in d.get("words", [])],
+                   utterances=[Utterance(**u) for u in d.get("utterances", [])])

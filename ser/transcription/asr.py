@@ -1,0 +1,163 @@
+"""Speech to words, offline: faster-whisper (CTranslate2) on the shipped Whisper-base.
+
+The model lives in ``models/whisper-base`` (int8 safetensors, see :mod:`ser.transcription.ct2`);
+it is rebuilt in memory and decoded by faster-whisper with word timestamps. faster-whisper's
+own VAD is off: the analysis passes the speech regions its diarization found
+(:func:`speech_regions`), so silence is never sent to the decoder (where Whisper invents text).
+
+    t = load_transcriber()
+    words, info = t.transcribe(y, 16_000, regions=[(0.4, 12.9)], language=None)
+
+Settings (measured in ``bench/transcript.py``): greedy decoding (``beam_size=1``; beam 5 costs
+about twice the time), no conditioning on the previous window's text (it can repeat a
+hallucination), CPU int8 / CUDA float16. Threads: CTranslate2 fixes its thread count when a
+model is built, so one instance is kept per thread count that :mod:`ser.threads` hands out.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.errors import AudioError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / "models" / "whisper-base"
+SR = 16_000
+BEAM_SIZE = 1
+#: speech regions closer than this are decoded as one (Whisper reads a sentence across a short pause)
+BRIDGE_S = 2.0
+PAD_S = 0.2
+
+_LOCK = threading.Lock()
+_CACHE: dict[tuple, "Transcriber"] = {}
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    start_s: float
+    end_s: float
+    text: str
+    probability: float
+    segment: int  # index of the decoder segment (a sentence or so) it came from
+
+
+def available(folder: str | Path | None = None) -> bool:
+    folder = Path(folder or MODEL_DIR)
+    return (folder / "meta.json").is_file()
+
+
+def missing_message(folder: str | Path | None = None) -> str:
+    folder = Path(folder or MODEL_DIR)
+    return (f"The transcription model is not in {folder}. It ships with the project (models/whisper-base); "
+            "restore it with `git checkout models/whisper-base`, or rebuild it with "
+            "`python scripts/convert_whisper.py --asr models/whisper-base`. Everything else works without it.")
+
+
+def _device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def load_transcriber(folder: str | Path | None = None, device: str = "auto", threads: int | None = None) -> "Transcriber":
+    """The transcriber for ``folder`` (default: the shipped model), cached per device and thread
+    count. ``threads``: CTranslate2's intra-op threads (default: torch's count for this thread,
+    which :func:`ser.threads.job_threads` sets per analysis)."""
+    import torch
+
+    folder = Path(folder or MODEL_DIR)
+    if not available(folder):
+        raise ConfigError(missing_message(folder))
+    dev = _device(device)
+    n = max(1, int(threads or torch.get_num_threads()))
+    key = (str(folder.resolve()), dev, n)
+    with _LOCK:
+        t = _CACHE.get(key)
+        if t is None:
+            t = _CACHE[key] = Transcriber(folder, dev, n)
+    return t
+
+
+class Transcriber:
+    """One CTranslate2 Whisper; :meth:`transcribe` is safe to call from several threads (each
+    call holds the model's lock: CTranslate2 runs one request at a time per model anyway)."""
+
+    def __init__(self, folder: Path, device: str, threads: int):
+        from faster_whisper import WhisperModel
+
+        from ser.transcription.ct2 import model_files
+
+        self.folder, self.device, self.threads = folder, device, threads
+        self.compute_type = "float16" if device == "cuda" else "int8"
+        try:
+            files = model_files(folder)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"The transcription model in {folder} could not be read ({exc}). "
+                              + missing_message(folder)) from exc
+        self.model = WhisperModel(str(folder), device=device, compute_type=self.compute_type,
+                                  cpu_threads=threads, files=files)
+        self.languages = set(self.model.supported_languages)
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        import json
+
+        meta = json.loads((self.folder / "meta.json").read_text())
+        return {"model": "whisper-base (OpenAI, MIT) via faster-whisper/CTranslate2",
+                "path": str(self.folder), "sha256": meta["sha256"][meta["shards"][0]][:16],
+                "device": self.device, "compute_type": self.compute_type, "threads": self.threads,
+                "beam_size": BEAM_SIZE}
+
+    def check_language(self, language: str | None) -> str | None:
+        if language in (None, "", "auto"):
+            return None
+        lang = language.lower()
+        if lang not in self.languages:
+            raise ConfigError(f"Unknown transcript language {language!r}; use a Whisper language code "
+                              f"such as en, de, fr, es, am (or leave it out to detect it).")
+        return lang
+
+    def transcribe(self, y: np.ndarray, sr: int, regions: list[tuple[float, float]] | None = None,
+                   language: str | None = None) -> tuple[list[WordTiming], dict]:
+        """Words with their times in the recording, and ``{"language", "language_probability"}``.
+        ``regions``: (start, end) seconds to decode (default: all of it)."""
+        if sr != SR:
+            raise AudioError(f"The transcriber takes {SR} Hz audio (got {sr} Hz).")
+        lang = self.check_language(language)
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        duration = len(y) / SR
+        regions = [(0.0, duration)] if regions is None else [(max(0.0, a), min(duration, b)) for a, b in regions]
+        regions = [(a, b) for a, b in regions if b - a >= 0.1]
+        if not regions:
+            return [], {"language": lang, "language_probability": None}
+        clips = [float(round(t, 3)) for ab in regions for t in ab]
+        with self._lock:
+            segments, info = self.model.transcribe(
+                y, language=lang, beam_size=BEAM_SIZE, word_timestamps=True, vad_filter=False,
+                clip_timestamps=clips, condition_on_previous_text=False, without_timestamps=False)
+            words = [WordTiming(round(float(w.start), 3), round(float(w.end), 3), w.word.strip(),
+                                round(float(w.probability), 4), k)
+                     for k, seg in enumerate(segments) for w in (seg.words or []) if w.word.strip()]
+        return words, {"language": info.language,
+                       "language_probability": None if lang else round(float(info.language_probability), 3)}
+
+
+def speech_regions(turns: list[Any], duration_s: float, *, bridge_s: float = BRIDGE_S,
+                   pad_s: float = PAD_S) -> list[tuple[float, float]]:
+    """The union of the speaker turns, padded by ``pad_s`` and with gaps under ``bridge_s``
+    bridged: what the decoder reads (every speaker's speech, overlap included, no long silence)."""
+    spans = sorted((max(0.0, t.start_s - pad_s), min(duration_s, t.end_s + pad_s)) for t in turns)
+    out: list[list[float]] = []
+    for a, b in spans:
+        if out and a - out[-1][1] < bridge_s:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(round(a, 3), round(b, 3)) for a, b in out]
