@@ -19,7 +19,11 @@ EMOTION_DEMO = ROOT / "assets" / "demo_emotions.flac"
 LABEL_SETS = {"8 emotions (RAVDESS)": "ravdess8", "7 basic emotions": "basic7", "4 emotions": "four",
               "valence: positive / neutral / negative": "valence3", "valence: positive / negative": "valence2"}
 EXT = {"json": "application/json", "csv": "text/csv", "rttm": "text/plain", "textgrid": "text/plain",
-       "eaf": "application/xml", "audacity": "text/plain"}
+       "eaf": "application/xml", "audacity": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+TRANSCRIPT_OPTIONS = ["for recordings up to 10 minutes", "always", "off"]
+TRANSCRIPT_AUTO_MAX_S = 600.0
+LANGUAGES = {"detect": None, "English": "en", "German": "de", "French": "fr", "Spanish": "es", "Italian": "it",
+             "Dutch": "nl", "Portuguese": "pt", "Amharic": "am", "Chinese": "zh", "Japanese": "ja"}
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -136,6 +140,13 @@ with st.expander("Settings", expanded=False):
         cmap = st.selectbox("Colour map", ["Viridis", "Magma", "Greys", "Cividis", "Inferno"], key="analyze_cmap")
         show_pitch = st.checkbox("Pitch (F0)", True, key="analyze_pitch")
         show_int = st.checkbox("Intensity", False, key="analyze_intensity")
+    t1, t2 = st.columns(2)
+    transcript_mode = t1.selectbox(
+        "Transcript", TRANSCRIPT_OPTIONS, key="analyze_transcript",
+        help="Words beside speakers and emotion (Whisper-base, offline). It adds about a third of the analysis time "
+             "on a 2-core machine; above 10 minutes it is off unless you choose “always”.")
+    language = LANGUAGES[t2.selectbox("Language of the speech", list(LANGUAGES), key="analyze_language",
+                                      help="“detect” lets the model guess from the first 30 s of speech.")]
     h1, h2 = st.columns(2)
     save_history = h1.checkbox("Save analyses to History", True, key="analyze_save")
     keep_audio = h2.checkbox("…with their audio (kept only if you tick this)", False, key="analyze_keep_audio")
@@ -175,9 +186,15 @@ try:
 
         audio = decode(digest, name, data)
         from ser.analysis.pipeline import analyze, relabel
+        from ser.transcription.asr import available as asr_available, missing_message
 
+        transcribe = transcript_mode == "always" or (transcript_mode != "off"
+                                                     and audio.duration_s <= TRANSCRIPT_AUTO_MAX_S)
+        if transcribe and not asr_available():
+            st.warning(missing_message())
+            transcribe = False
         analysis = analyze(audio, diarizer=diarizer, model=model, window_s=window_s, hop_s=hop_s, progress=progress,
-                           name=name, adapt=adapt, **counts)
+                           name=name, adapt=adapt, transcribe=transcribe, language=language, **counts)
         if label_set != model.card.label_set:
             analysis = relabel(analysis, label_set)
         t = analysis.provenance["timings_s"]
@@ -187,7 +204,8 @@ try:
                      "shown from its cache")
         else:
             label = (f"Analysed {analysis.duration_s:.1f} s in {t['total_s']:.1f} s "
-                     f"(diarization {t['diarization_s']:.1f} s, emotion {t['emotion_s']:.1f} s)"
+                     f"(diarization {t['diarization_s']:.1f} s, emotion {t['emotion_s']:.1f} s"
+                     + (f", transcript {t['transcript_s']:.1f} s" if "transcript_s" in t else "") + ")"
                      + (f"; reused from this server's cache: {', '.join(reused)}" if reused else ""))
         status.update(label=label, state="complete")
 except SERError as exc:
@@ -200,7 +218,8 @@ if save_history and src_kind != "Emotion demo":  # the first screen is not saved
     from ser.serve.history import History
 
     settings = {"model": model.id, "diarizer": analysis.provenance["diarizer"], "counts": counts,
-                "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "adapt": adapt}
+                "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "adapt": adapt,
+                "transcript": {"language": language} if transcribe else None}
     try:
         hist = History()
         if hist.find(analysis.provenance["audio"]["sha256"], settings, owner=current_user()) is None:
@@ -229,7 +248,8 @@ spec = SpectrogramSettings(n_mels=n_mels, fmax=float(fmax), dynamic_range_db=flo
 # Everything below reruns on each click (a row to play, a point on the chart); the figure and the
 # export files are computed once per analysis and display settings.
 VIEW_KEY = json.dumps([analysis.provenance["audio"]["sha256"], analysis.provenance["model"]["id"],
-                       analysis.provenance["diarizer"], counts, window_s, hop_s, label_set, adapt],
+                       analysis.provenance["diarizer"], counts, window_s, hop_s, label_set, adapt,
+                       analysis.provenance.get("transcript", {}).get("language_given"), language, transcribe],
                       sort_keys=True, default=str)
 
 
@@ -308,12 +328,16 @@ def intended_emotion(start: float, end: float) -> str:
     return best["emotion"] if min(best["end_s"], end) - max(best["start_s"], start) > 0 else ""
 
 
+from ser.analysis.exports import turn_text  # noqa: E402
+
 rows = []
 for t_ in analysis.turns:
     s = seg_by_turn.get((t_.start_s, t_.end_s, t_.speaker))
     row = {"start (s)": round(t_.start_s, 2), "end (s)": round(t_.end_s, 2), "speaker": t_.speaker,
            "emotion": (f"{s.emotion}?" if s.uncertain else s.emotion) if s else "(too short)",
            "probability": round(s.probabilities[s.emotion], 3) if s else None}
+    if analysis.words:
+        row["text"] = turn_text(analysis, t_.start_s, t_.end_s, t_.speaker)
     if intended:
         row["intended"] = intended_emotion(t_.start_s, t_.end_s)
     if s:  # the turn's emotions, most probable first in the columns (ordered by the recording's mean)
@@ -351,6 +375,15 @@ else:
     st.audio(data)
     st.caption("Click a turn on the chart (or select it in the table) to play exactly that turn; drag a box on the "
                "chart to play and export a range.")
+
+# --- transcript ----------------------------------------------------------------------------
+if analysis.transcribed:
+    from pages._transcript import show_transcript
+
+    show_transcript(analysis, lambda lo, hi: span_wav(digest, name, data, lo, hi))
+elif transcribe is False and transcript_mode != "off" and analysis.duration_s > TRANSCRIPT_AUTO_MAX_S:
+    st.caption(f"No transcript: the recording is longer than {TRANSCRIPT_AUTO_MAX_S / 60:.0f} minutes (choose "
+               "“always” under Settings → Transcript; it adds about a third of the analysis time).")
 
 # --- per speaker ---------------------------------------------------------------------------
 st.subheader("Speakers")

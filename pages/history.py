@@ -59,6 +59,20 @@ if not entries:
     st.info("Nothing saved yet: analyses from the Analyze page and live sessions appear here.")
     st.stop()
 
+query = st.text_input("Search the transcripts", key="history_find", placeholder="a word or phrase",
+                      help="Analyses made with the transcript on: the lines that contain it, and only their analyses "
+                           "in the table below.")
+if query.strip():
+    hits = hist.search(query, owner)
+    st.caption(f"{len(hits)} line(s) with “{plain(query.strip())}” in {len({h['id'] for h in hits})} analysis(es)")
+    if hits:
+        st.dataframe(pd.DataFrame([{"id": h["id"], "name": h["name"], "start (s)": round(h["start_s"], 2),
+                                    "speaker": h["speaker"] or "?", "text": h["text"]} for h in hits]),
+                     hide_index=True, key="history_hits")
+    entries = [e for e in entries if e.id in {h["id"] for h in hits}]
+    if not entries:
+        st.stop()
+
 table = pd.DataFrame([{"id": e.id, "saved": e.created, "name": e.name, "duration (s)": round(e.duration_s, 1),
                        "speakers": e.speakers, "turns": e.turns, "model": e.settings.get("model"),
                        "label set": e.settings.get("label_set"), "adaptation": e.settings.get("adapt", "none"),
@@ -98,6 +112,10 @@ if audio:
     y = load_audio(audio, name=e.name)
     st.plotly_chart(analysis_figure(y.y, y.sr, a), key="history_chart")
 st.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key="history_speakers")
+if a.utterances:
+    st.dataframe(pd.DataFrame([{"start (s)": round(u.start_s, 2), "end (s)": round(u.end_s, 2),
+                                "speaker": u.speaker or "?", "emotion": u.emotion or "(unscored)", "text": u.text}
+                               for u in a.utterances]), hide_index=True, key="history_transcript")
 st.dataframe(pd.DataFrame([{"start (s)": s.start_s, "end (s)": s.end_s, "speaker": s.speaker,
                             "emotion": f"{s.emotion}?" if s.uncertain else s.emotion} for s in a.segments]),
              hide_index=True, key="history_segments")

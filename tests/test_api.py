@@ -66,13 +66,32 @@ def test_malformed_requests_are_422_json(client):
     assert client.get("/v1/nothing").status_code == 404
 
 
+def test_analyze_with_a_transcript_and_its_bad_options(client):
+    from audiogen import speak
+
+    from ser.transcription.wer import wer
+
+    said = "Good morning, I have wonderful news: the grant was approved."
+    y = speak(said, "en-us+m1", speed=140)
+    r = client.post("/v1/analyze", files={"file": ("talk.wav", _wav(y), "audio/wav")},
+                    data={"speakers": "1", "transcribe": "true", "language": "en"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert wer(said, " ".join(w["text"] for w in a["words"])) <= 0.2, a["words"]
+    assert a["utterances"][0]["speaker"] == "SPEAKER_00" and a["provenance"]["transcript"]["language_given"]
+    for data, words in (({"transcribe": "true", "language": "klingon"}, "language"),
+                        ({"language": "en"}, "transcribe=true")):
+        r = client.post("/v1/analyze", files={"file": ("talk.wav", _wav(y), "audio/wav")}, data=data)
+        assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
+
+
 def test_analyze_returns_the_analysis_json(client):
     y = np.concatenate([tone(2.0, freq=180.0), np.zeros(8000, np.float32), tone(2.0, freq=120.0, seed=2)])
     r = client.post("/v1/analyze", files={"file": ("talk.wav", _wav(y), "audio/wav")},
                     data={"speakers": "1", "window_s": "1.5", "hop_s": "0.5", "label_set": "valence3"})
     assert r.status_code == 200, r.text
     a = r.json()
-    assert a["schema"] == "ser.analysis/1" and sorted(a["labels"]) == ["negative", "neutral", "positive"]
+    assert a["schema"] == "ser.analysis/2" and sorted(a["labels"]) == ["negative", "neutral", "positive"]
     assert a["provenance"]["window_s"] == 1.5 and a["provenance"]["speaker_counts"]["num_speakers"] == 1
     for seg in a["segments"]:
         assert {"emotion", "probabilities"} <= set(seg)

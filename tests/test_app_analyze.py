@@ -50,7 +50,17 @@ def test_demo_dialogue_gives_the_full_view(page):
     turns = page.dataframe(key="analyze_table").value
     # six lines in the script; CAM++ hears espeak's two synthetic voices as alike, so some lines split
     assert len(turns) >= 6 and set(turns["speaker"]) == speakers
-    assert len(page.get("download_button")) == 6
+    # the transcript: text beside each turn, a line table with search, a selected line plays
+    assert "grant" in " ".join(turns["text"]) and "Transcript" in [h.value for h in page.subheader]
+    lines = page.dataframe(key="analyze_transcript_table").value
+    assert len(lines) >= 6 and set(lines["speaker"]) == speakers and lines["emotion"].notna().all()
+    page.text_input(key="analyze_find").set_value("GRANT").run()
+    found = page.dataframe(key="analyze_transcript_table").value
+    assert len(found) == 1 and "grant" in found["text"][0]
+    page.text_input(key="analyze_find").set_value("zebra").run()
+    assert "No line contains that text." in [i.value for i in page.info]
+    page.text_input(key="analyze_find").set_value("").run()
+    assert [b.label for b in page.get("download_button")][-2:] == ["SRT", "VTT"]
     # changing the speaker count re-clusters only; the page stays whole
     page.radio(key="analyze_mode").set_value("exact").run()
     page.number_input(key="analyze_n").set_value(1).run()
@@ -169,6 +179,12 @@ def test_history_page_reopens_and_deletes(page):
     assert not page.exception and page.title[0].value == "History"
     table = page.dataframe(key="history_table").value
     assert len(table) == 1 and table["name"][0] == "demo_dialogue.wav" and not table["audio kept"][0]
+    # searchable by what was said
+    page.text_input(key="history_find").set_value("Friday").run()
+    hits = next(d.value for d in page.dataframe if "text" in d.value.columns)  # (a plain table has no key)
+    assert len(hits) == 1 and "Friday" in hits["text"][0] and len(page.dataframe(key="history_table").value) == 1
+    page.text_input(key="history_find").set_value("zebra").run()
+    assert not page.exception and not [d for d in page.dataframe if d.key == "history_table"]
 
 
 def test_datasets_page_explores_a_corpus_and_reveals(page, tmp_path):

@@ -134,8 +134,9 @@ def test_api_classify_and_analyze_contact_only_loopback(tmp_path):
         clip = encode(tone(3.0, 16_000, freq=170.0), 16_000, "wav")
         assert httpx.post(url + "/v1/classify", files={"file": ("a.wav", clip)}, timeout=120).status_code == 200
         r = httpx.post(url + "/v1/analyze", files={"file": ("d.wav", (ROOT / "assets" / "demo_dialogue.wav")
-                                                                   .read_bytes())}, timeout=300)
-        assert r.status_code == 200 and r.json()["turns"]
+                                                                   .read_bytes())},
+                       data={"transcribe": "true"}, timeout=300)  # the transcript stage too
+        assert r.status_code == 200 and r.json()["turns"] and r.json()["words"]
     finally:
         _stop(proc)
     outside, _ = _destinations(log)

@@ -154,7 +154,13 @@ def _add_analyze(sub) -> None:
                     help="builtin (offline, default) or pyannote (local pipeline folder or Hugging Face token)")
     an.add_argument("--pyannote", help="pyannote pipeline folder or Hugging Face id (token from $SER_HF_TOKEN or "
                                        "$HF_TOKEN); default $SER_PYANNOTE_PIPELINE or community-1")
-    an.add_argument("--format", default="json,csv", help="comma-separated: json,csv,rttm,textgrid,eaf,audacity")
+    an.add_argument("--format", default="json,csv",
+                    help="comma-separated: json,csv,rttm,textgrid,eaf,audacity; with --transcribe also srt,vtt")
+    an.add_argument("--transcribe", action="store_true",
+                    help="add the transcript: words with their speaker, utterances with their emotion (Whisper-base, "
+                         "offline; in the JSON, CSV, TextGrid and EAF, and as SRT/VTT subtitles)")
+    an.add_argument("--language", help="the speech's language for --transcribe, a Whisper code such as en, de, fr "
+                                       "(default: detected)")
     an.add_argument("--out", default=".", help="output folder (default: the current folder)")
     an.add_argument("--model", default="default", help="emotion model name under models/ or a model folder")
     an.add_argument("--label-set", help="report probabilities in this label set: ravdess8, basic7, four, valence3, "

@@ -93,12 +93,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     from ser.serve.batch import BatchOptions, analyze_file, is_done, output_stem, prepare, run_batch
     from ser.diarization.base import check_speaker_counts
-    from ser.analysis.exports import FORMATS
+    from ser.analysis.exports import FORMATS, TRANSCRIPT_FORMATS
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if f not in FORMATS + TRANSCRIPT_FORMATS]
     if bad or not formats:
-        raise SERError(f"Unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}.")
+        raise SERError(f"Unknown format(s) {', '.join(bad) or '(none)'}; choose from "
+                       f"{', '.join(FORMATS + TRANSCRIPT_FORMATS)}.")
+    subs = [f for f in formats if f in TRANSCRIPT_FORMATS]
+    if subs and not args.transcribe:
+        raise SERError(f"--format {','.join(subs)} needs a transcript: add --transcribe.")
+    if args.language and not args.transcribe:
+        raise SERError("--language is the transcript's language: add --transcribe.")
     check_speaker_counts(args.speakers, args.min_speakers, args.max_speakers)
     if args.jobs < 1:
         raise SERError("--jobs must be at least 1.")
@@ -108,7 +114,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     opts = BatchOptions(formats=tuple(formats), model=args.model, device=args.device, diarizer=args.diarizer,
                         pyannote=args.pyannote, num_speakers=args.speakers, min_speakers=args.min_speakers,
                         max_speakers=args.max_speakers, window_s=args.window, hop_s=args.hop,
-                        label_set=args.label_set, adapt=args.adapt,
+                        label_set=args.label_set, adapt=args.adapt, transcribe=args.transcribe,
+                        language=args.language,
                         threads=args.threads or int(os.environ.get("SER_THREADS", "0") or 0))
     out = Path(args.out)
     prepare(opts)  # loads the model once here; a missing or broken model fails before any file

@@ -392,6 +392,10 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
         adapt: str = Form("none", description="unsupervised adaptation: none, recording (centre the emotion "
                                               "features on this recording's own statistics) or speaker (on each "
                                               "diarized speaker's); best when the recording holds several emotions"),
+        transcribe: bool = Form(False, description="add the transcript: words with their speaker, utterances with "
+                                                   "their emotion (Whisper-base, offline)"),
+        language: str | None = Form(None, max_length=16, description="the transcript's language, a Whisper code "
+                                                                     "(default: detected)"),
     ) -> dict:
         check_key(request)
         if adapt not in ("none", "recording", "speaker"):
@@ -403,10 +407,12 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
             if label_set not in LABEL_SETS:
                 raise APIError(400, "config_error", f"Unknown label set {label_set!r}; choose from "
                                                     f"{', '.join(LABEL_SETS)}.")
+        if language is not None and not transcribe:
+            raise APIError(400, "config_error", "language is the transcript's language: send transcribe=true too.")
         data = await read_upload(file)
         params = {"num_speakers": speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
                   "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "cache": None,
-                  "diarizer": diarizer, "adapt": adapt}
+                  "diarizer": diarizer, "adapt": adapt, "transcribe": transcribe, "language": language}
         return await run_limited(service.analyze, data, file.filename or "upload", params)
 
     app.state.settings = s

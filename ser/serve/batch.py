@@ -52,6 +52,8 @@ class BatchOptions:
     label_set: str | None = None
     adapt: str = "none"  # ser.emotion.adapt: none, recording, speaker
     threads: int = 0
+    transcribe: bool = False  # ser.transcription: words with speakers and emotion
+    language: str | None = None  # the transcript's language (a Whisper code; None: detected)
 
     def key(self) -> dict:
         """What decides a result (not how fast it is computed)."""
@@ -88,6 +90,10 @@ def _resources(opts: BatchOptions):
 def prepare(opts: BatchOptions):
     """Load the model and diarizer for ``opts`` once in this process (errors surface before any file)."""
     loaded = _resources(opts)
+    if opts.transcribe:  # a missing transcription model or an unknown language fails before any file
+        from ser.transcription.asr import load_transcriber
+
+        load_transcriber(device=opts.device).check_language(opts.language)
     if opts.adapt != "none":
         from ser.emotion.adapt import ANALYZE_MODES, check_mode, model_adapt_head
 
@@ -196,7 +202,8 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
         a = analyze(path if audio is None else audio, diarizer=dia, model=model, num_speakers=opts.num_speakers,
                     min_speakers=opts.min_speakers, max_speakers=opts.max_speakers, window_s=opts.window_s,
                     hop_s=opts.hop_s, progress=progress, name=path.name, cache=None, adapt=opts.adapt,
-                    threads=opts.threads or None)  # 0: ser.threads' policy
+                    threads=opts.threads or None,  # 0: ser.threads' policy
+                    transcribe=opts.transcribe, language=opts.language)
         if opts.label_set and opts.label_set != model.card.label_set:
             a = relabel(a, opts.label_set)
         a.provenance["batch_options"] = opts.key()

@@ -150,6 +150,29 @@ class History:
         return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), int(r[8] or 0), int(r[7] or 0),
                       r[9]) for r in rows]
 
+    def search(self, text: str, owner: str | None = None, limit: int = 500) -> list[dict]:
+        """Lines of the saved transcripts that contain ``text`` (case-insensitive, Unicode case
+        folding), newest analysis first: ``{"id", "name", "start_s", "end_s", "speaker", "text"}``."""
+        q = text.strip().casefold()
+        if not q:
+            return []
+        where, args = self._mine(owner)
+        db = self._connect()
+        try:
+            rows = db.execute(f"SELECT id, name, json_extract(result, '$.utterances') FROM analyses WHERE {where} "
+                              "ORDER BY id DESC", args).fetchall()
+        finally:
+            db.close()
+        out = []
+        for entry_id, name, utts in rows:
+            for u in json.loads(utts or "[]"):
+                if q in str(u.get("text", "")).casefold():
+                    out.append({"id": entry_id, "name": name, "start_s": u["start_s"], "end_s": u["end_s"],
+                                "speaker": u.get("speaker"), "text": u["text"]})
+                    if len(out) >= limit:
+                        return out
+        return out
+
     def get(self, entry_id: int, owner: str | None = None) -> tuple[Analysis, dict, bytes | None]:
         where, args = self._mine(owner)
         db = self._connect()
