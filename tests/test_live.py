@@ -166,7 +166,10 @@ def test_a_worker_that_falls_behind_skips_old_windows_keeps_the_audio_and_says_s
     assert st.skipped_s > 5 and st.dropped_s == 0 and st.received_s == pytest.approx(20.0, abs=0.05)
     # skipped audio is kept, in real time (the saved session scores it), but not scored live
     assert len(s.audio()) == pytest.approx(20.0 * SR, abs=0.02 * SR)
-    assert st.scored >= 2 and st.updates < 39 - 2 * st.skipped_s + 2
+    # of the 39 windows on the hop grid, those ending in late audio are not scored: with most of the
+    # audio late, most windows go (not exactly 2 per skipped second: late and timely stretches
+    # alternate, and each timely stretch may hold one more grid point than its length says)
+    assert st.scored >= 2 and st.updates < 30
     ends = [u.end_s for u in s.updates()]
     assert ends == sorted(ends) and all(round(e / 0.5, 6).is_integer() for e in ends)  # still on the hop grid
     assert s.to_analysis().provenance["live"]["skipped_s"] == st.skipped_s
