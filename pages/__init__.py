@@ -28,7 +28,7 @@ def get_model(name: str, device: str):
 def warm_start():
     """Once per server process, in the background: warm the diarizer, load the default model (into
     ``get_model``'s cache, so the first visitor's page finds it loaded) and analyse the emotion
-    demo with the Analyze page's default settings, so that the first visitor's first screen (the
+    demo with the Analyze page's default settings (transcript included), so that the first visitor's first screen (the
     analysed demo) comes from the pipeline's stage cache. ``SER_WARM_DEMO=0`` turns it off."""
     import os
     import threading
@@ -49,7 +49,10 @@ def warm_start():
             warm_up()  # the diarization networks, CAM++ optimised for serving, as the API does at start
             demo = Path(__file__).resolve().parent.parent / "assets" / "demo_emotions.flac"
             model = get_model("default", "auto")  # the same cached model the pages then use
-            analyze(load_audio(demo.read_bytes(), name=demo.name), model=model, name=demo.name)
+            from ser.transcription.asr import available
+
+            analyze(load_audio(demo.read_bytes(), name=demo.name), model=model, name=demo.name,
+                    transcribe=available())  # the page transcribes recordings up to 10 minutes by default
             print(f"ser: warmed up in {time.perf_counter() - t0:.1f} s (models loaded, demo analysed)", flush=True)
         except Exception as exc:  # a warm-up that fails only means the first visitor waits
             print(f"ser: warming the demo failed ({exc}); the first analysis will be slower", flush=True)

@@ -379,3 +379,48 @@ def test_a_box_dragged_on_the_chart_selects_a_range_to_play_and_export(app_url):
         a, b = map(float, re.search(r"([\d.]+)–([\d.]+) s", caption).groups())
         assert 7.0 <= a <= 12.0 and 16.0 <= b <= 22.0, caption  # 30-60 % of the 31.9-s demo
         browser.close()
+
+
+def test_the_transcript_is_searchable_and_a_selected_line_plays(app_url):
+    """The first screen's demo comes with its transcript: the words on the table beside speaker and
+    emotion, a search that narrows the lines, and a selected line that plays exactly that line."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(app_url)
+        find = page.get_by_label("Find in the transcript", exact=True).and_(page.locator("input"))
+        find.wait_for(timeout=300_000)
+        caption = page.get_by_text(re.compile(r"\d+ words, \d+ lines · language en")).first
+        caption.wait_for(timeout=30_000)
+        n_lines = int(re.search(r"(\d+) lines", caption.inner_text()).group(1))
+        assert n_lines >= 4
+        find.fill("kids")  # RAVDESS's statement 01 (02 is "Dogs are sitting by the door")
+        find.press("Enter")
+        narrowed = page.get_by_text(re.compile(r"line\(s\) with “kids”")).first
+        narrowed.wait_for(timeout=60_000)
+        assert int(re.search(r"(\d+) line\(s\)", narrowed.inner_text()).group(1)) < n_lines
+        table = page.locator("xpath=//*[contains(text(),'line(s) with')]/following::*[@data-testid='stDataFrame'][1]")
+        table.wait_for(timeout=30_000)
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        n_audio = page.locator("audio").count()
+        page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first line's selection box
+        playing = page.get_by_text(re.compile(r"Playing .*, [\d.]+–[\d.]+ s: “.*kids", re.I)).first
+        playing.wait_for(timeout=60_000)
+        a, b = map(float, re.search(r"([\d.]+)–([\d.]+) s", playing.inner_text()).groups())
+        page.wait_for_function(f"document.querySelectorAll('audio').length > {n_audio}", timeout=30_000)
+        played = page.evaluate("""async () => {
+            const el = [...document.querySelectorAll('audio')].pop();
+            if (el.readyState < 1) await new Promise(r => el.addEventListener('loadedmetadata', r, {once: true}));
+            await el.play();
+            await new Promise(r => setTimeout(r, 400));
+            return {duration: el.duration, time: el.currentTime};
+        }""")
+        assert played["duration"] == pytest.approx(b - a, abs=0.1) and played["time"] > 0.1, (played, a, b)
+        browser.close()

@@ -150,6 +150,24 @@ def test_hostile_transcript_text_stays_text_in_every_format(tmp_path):
     assert "\nforged" not in paths["vtt"].read_text()
 
 
+def test_the_timeline_shows_what_was_said_as_text():
+    """The speaker lanes carry each utterance's text: on hover (with speaker, times, emotion) and,
+    zoomed in, written on the lane; plotly's tags in user text arrive as entities, not markup."""
+    from ser.analysis.figures import analysis_figure
+
+    a = _analysis_with_transcript()
+    y = np.zeros(6 * 16_000, np.float32)
+    fig = analysis_figure(y, 16_000, a)
+    lane = [t for t in fig.data if t.name == "transcript"]
+    assert len(lane) == 1 and list(lane[0].y) == ["Ana", "Ben"]
+    assert "Why did nobody listen?" in lane[0].hovertext[0] and "angry" in lane[0].hovertext[0]
+    assert "&lt;b&gt;it&lt;/b&gt;" in lane[0].hovertext[1] and "<b>it" not in lane[0].hovertext[1]
+    notes = [n.text for n in fig.layout.annotations if n.yref == fig.get_subplot(3, 1).yaxis.plotly_name.replace("axis", "")]
+    assert any("Why did nobody" in n for n in notes) and not any("<b>" in n for n in notes)
+    far = analysis_figure(y, 16_000, a, t0=5.5, t1=6.0)  # no utterance in range: no lane
+    assert not [t for t in far.data if t.name == "transcript"]
+
+
 def test_subtitles_without_a_transcript_are_refused_clearly(tmp_path):
     from ser.analysis.exports import FORMATS, default_formats, export
 

@@ -183,6 +183,60 @@ def decimate_windows(windows, labels: list[str], max_points: int = 600):
     return c2, P2, s2
 
 
+def plot_text(text: str, width: int = 60, limit: int = 400) -> str:
+    """User text for plotly's hover and annotations, shown as text: plotly reads a few HTML
+    tags and entities there, so ``&``, ``<`` and ``>`` become entities; long text is cut at
+    ``limit`` characters and wrapped every ``width`` (at a space)."""
+    import textwrap
+
+    t = " ".join(str(text).split())
+    t = t if len(t) <= limit else t[: limit - 1] + "…"
+    lines = textwrap.wrap(t, width) or [""]
+    esc = [ln.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for ln in lines]
+    return "<br>".join(esc)
+
+
+def _transcript_lane(fig, a: Analysis, lo_s: float, hi_s: float, width_px: int, colours: dict) -> None:
+    """What was said, on the speaker lanes: one invisible bar per utterance (at most 3000 in the
+    range) whose hover shows its text, speaker, times and emotion."""
+    import plotly.graph_objects as go
+
+    utts = [u for u in a.utterances if u.end_s > lo_s and u.start_s < hi_s][:3000]
+    if not utts:
+        return
+    lane = [u.speaker if u.speaker in colours else (a.speakers[0] if a.speakers else "?") for u in utts]
+    hover = [f"{plot_text(u.speaker or '?', limit=40)} {u.start_s:.2f}–{u.end_s:.2f} s"
+             + (f" · {u.emotion}{'?' if u.uncertain else ''}" if u.emotion else "") + "<br>" + plot_text(u.text)
+             for u in utts]
+    fig.add_trace(go.Bar(base=_f32([u.start_s for u in utts]), x=_f32([u.end_s - u.start_s for u in utts]), y=lane,
+                         orientation="h", marker=dict(color="rgba(0,0,0,0)", line=dict(width=0)), name="transcript",
+                         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", showlegend=False),
+                  row=3, col=1)
+
+
+def _transcript_notes(fig, a: Analysis, lo_s: float, hi_s: float, width_px: int, char_px: float = 6.5) -> list[dict]:
+    """The words themselves on the speaker lanes where they fit (zoomed in): each utterance's
+    text, cut to the pixels its span has, at most 200."""
+    if not a.utterances:
+        return []
+    lanes = fig.get_subplot(3, 1)
+    xref, yref = lanes.xaxis.plotly_name.replace("axis", ""), lanes.yaxis.plotly_name.replace("axis", "")
+    px_per_s = width_px / max(1e-6, hi_s - lo_s)
+    notes = []
+    for u in a.utterances:
+        if u.end_s <= lo_s or u.start_s >= hi_s or u.speaker is None:
+            continue
+        span = min(u.end_s, hi_s) - max(u.start_s, lo_s)
+        chars = int(span * px_per_s / char_px)
+        if chars < 8:
+            continue
+        t = " ".join(u.text.split())
+        t = t if len(t) <= chars else t[: chars - 1] + "…"
+        notes.append(dict(x=max(u.start_s, lo_s), y=u.speaker, xref=xref, yref=yref, xanchor="left", bgcolor="rgba(255,255,255,0.75)", showarrow=False,
+                          text=plot_text(t, width=10_000), font=dict(size=10, color="#111")))
+    return notes[:200]
+
+
 def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSettings = SpectrogramSettings(),
                     max_columns: int = 2000, overlay: str = "area", height: int = 820,
                     t0: float | None = None, t1: float | None = None, label_px: int = 70, width_px: int = 1100):
@@ -256,6 +310,7 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
                              y=[spk] * len(mine), orientation="h", marker_color=colours[spk], name=spk,
                              hovertemplate=f"{spk}<br>%{{base:.2f}} s, %{{x:.2f}} s long<extra></extra>"),
                       row=3, col=1)
+    _transcript_lane(fig, a, lo_s, hi_s, width_px, colours)
     # 4. emotion overlay: window probabilities, dominant emotion per turn where its label fits
     labels = a.labels
     windows = [w for w in a.windows if w.end_s > lo_s and w.start_s < hi_s]
@@ -284,7 +339,7 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
                   font=dict(size=10, color=colours.get(seg.speaker, "#333")))
              for seg in a.segments if seg.end_s > lo_s and seg.start_s < hi_s
              and min(seg.end_s, hi_s) - max(seg.start_s, lo_s) >= min_len]
-    fig.update_layout(annotations=list(fig.layout.annotations) + notes[:200])
+    fig.update_layout(annotations=list(fig.layout.annotations) + notes[:200] + _transcript_notes(fig, a, lo_s, hi_s, width_px))
     fig.update_yaxes(title_text="Hz", row=2, col=1, secondary_y=False)
     fig.update_yaxes(range=[-peak, peak], showticklabels=False, row=1, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=4, col=1)
