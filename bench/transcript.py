@@ -114,14 +114,31 @@ def _analysis_worker() -> None:
     from ser.audio.decode import load_audio
     from ser.emotion.model import load_model
 
+    from faster_whisper import WhisperModel
+
+    # the one-encoder-pass question: how much of the transcript stage is Whisper's encoder
+    # (faster-whisper encodes each 30-s window it decodes, and once more to detect the language)
+    enc = {"calls": 0, "s": 0.0}
+    plain_encode = WhisperModel.encode
+
+    def timed_encode(self, features):
+        t = time.perf_counter()
+        out = plain_encode(self, features)
+        enc["calls"] += 1
+        enc["s"] += time.perf_counter() - t
+        return out
+
+    WhisperModel.encode = timed_encode
     model = load_model("default", device="cpu")
     for line in sys.stdin:
         path, tr = line.split()
         audio = load_audio(path)
+        enc.update(calls=0, s=0.0)
         t0 = time.perf_counter()
         a = analyze(audio, model=model, cache=None, transcribe=tr == "1", language=None)
         wall = time.perf_counter() - t0
         print(json.dumps({"wall_s": round(wall, 3), "timings": a.provenance["timings_s"],
+                          "whisper_encoder": {"calls": enc["calls"], "s": round(enc["s"], 3)},
                           "words": len(a.words), "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF)
                                                                       .ru_maxrss / 1024, 1)}), flush=True)
 
@@ -148,7 +165,10 @@ def run_speed(args: argparse.Namespace) -> dict:
                 out["short"][f"{case}_{'with' if tr else 'without'}_transcript"] = {
                     "median_s": round(statistics.median(walls), 3), "min_s": min(walls), "max_s": max(walls),
                     "transcript_s_median": round(statistics.median(r["timings"].get("transcript_s", 0.0)
-                                                                   for r in runs), 3), "words": runs[-1]["words"]}
+                                                                   for r in runs), 3),
+                    "emotion_s_median": round(statistics.median(r["timings"]["emotion_s"] for r in runs), 3),
+                    "whisper_encoder_s_median": round(statistics.median(r["whisper_encoder"]["s"] for r in runs), 3),
+                    "whisper_encoder_calls": runs[-1]["whisper_encoder"]["calls"], "words": runs[-1]["words"]}
         finally:
             for b in busy:
                 b.kill()

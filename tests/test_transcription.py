@@ -67,6 +67,18 @@ class _W:
         self.start_s, self.end_s, self.text, self.probability, self.segment = start, end, text, 0.9, segment
 
 
+def test_speech_regions_are_decoded_end_to_end_and_times_mapped_back():
+    from ser.transcription.asr import _compact, _restore
+
+    y = np.arange(10 * 16_000, dtype=np.float32)
+    z, starts, offsets = _compact(y, [(1.0, 2.5), (6.0, 7.0)])
+    assert len(z) == int(2.5 * 16_000) and z[0] == 16_000 and z[int(1.5 * 16_000)] == 6 * 16_000
+    assert _restore(0.2, 0.6, starts, offsets) == (1.2, 1.6)
+    assert _restore(1.6, 2.0, starts, offsets) == (6.1, 6.5)  # second region
+    assert _restore(1.4, 1.7, starts, offsets) == (2.4, 2.5)  # runs into the next region: ends with its own
+    assert _restore(1.5, 1.5, starts, offsets) == (6.0, 6.0)
+
+
 def test_words_go_to_one_speaker_and_utterances_split_where_the_speaker_changes():
     turns = [SpeakerTurn(0.0, 4.0, "A"), SpeakerTurn(3.0, 6.0, "B"), SpeakerTurn(8.0, 9.0, "A")]
     p = {"angry": 0.7, "happy": 0.1, "neutral": 0.1, "sad": 0.1}

@@ -3,15 +3,18 @@
 The model lives in ``models/whisper-base`` (int8 safetensors, see :mod:`ser.transcription.ct2`);
 it is rebuilt in memory and decoded by faster-whisper with word timestamps. faster-whisper's
 own VAD is off: the analysis passes the speech regions its diarization found
-(:func:`speech_regions`), so silence is never sent to the decoder (where Whisper invents text).
+(:func:`speech_regions`), which are decoded end to end (silence is never sent to the decoder,
+where Whisper invents text) and the words' times mapped back to the recording.
 
     t = load_transcriber()
     words, info = t.transcribe(y, 16_000, regions=[(0.4, 12.9)], language=None)
 
-Settings (measured in ``bench/transcript.py``): greedy decoding (``beam_size=1``; beam 5 costs
-about twice the time), no conditioning on the previous window's text (it can repeat a
-hallucination), CPU int8 / CUDA float16. Threads: CTranslate2 fixes its thread count when a
-model is built, so one instance is kept per thread count that :mod:`ser.threads` hands out.
+Settings (measured in ``bench/transcript.py``, docs/transcript.md): greedy decoding
+(``beam_size=1``), a temperature fallback of one greedy re-decode per step, no conditioning on
+the previous window's text (it can repeat a hallucination), CPU int8 / CUDA float16, the
+language detected from the first window's encoder output, which then decodes it (one encoder
+pass instead of two). Threads: CTranslate2 fixes its thread count when a model is built, so
+one instance is kept per thread count that :mod:`ser.threads` hands out.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "models" / "whisper-base"
 SR = 16_000
 BEAM_SIZE = 1
+#: temperature fallback when a window's decoding looks wrong (repetition, low log-probability):
+#: one greedy re-decode per step (best_of 1), not faster-whisper's five samples per step
+TEMPERATURES = (0.0, 0.4, 0.8)
 #: speech regions closer than this are decoded as one (Whisper reads a sentence across a short pause)
 BRIDGE_S = 2.0
 PAD_S = 0.2
@@ -137,16 +143,74 @@ class Transcriber:
         regions = [(a, b) for a, b in regions if b - a >= 0.1]
         if not regions:
             return [], {"language": lang, "language_probability": None}
-        clips = [float(round(t, 3)) for ab in regions for t in ab]
+        y, starts, offsets = _compact(y, regions)
         with self._lock:
-            segments, info = self.model.transcribe(
-                y, language=lang, beam_size=BEAM_SIZE, word_timestamps=True, vad_filter=False,
-                clip_timestamps=clips, condition_on_previous_text=False, without_timestamps=False)
-            words = [WordTiming(round(float(w.start), 3), round(float(w.end), 3), w.word.strip(),
-                                round(float(w.probability), 4), k)
-                     for k, seg in enumerate(segments) for w in (seg.words or []) if w.word.strip()]
-        return words, {"language": info.language,
-                       "language_probability": None if lang else round(float(info.language_probability), 3)}
+            words, language, probability = self._decode(y, lang)
+        return [WordTiming(*_restore(w.start, w.end, starts, offsets), w.word.strip(), round(float(w.probability), 4), k)
+                for k, w in words if w.word.strip()], {"language": language, "language_probability": probability}
+
+    def _decode(self, y: np.ndarray, lang: str | None) -> tuple[list[tuple[int, Any]], str, float | None]:
+        """faster-whisper's transcribe on ``y``, except that the language is detected from the
+        encoder output of the first 30-s window, which then decodes that window too (faster-whisper
+        encodes it twice: once to detect, once to decode; one encoder pass is ~1 s on 2 cores)."""
+        import dataclasses
+
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+        m = self.model
+        features = m.feature_extractor(y)
+        first = None
+        probability = None
+        if lang is None:
+            content = features.shape[-1] - 1
+            first = m.encode(pad_or_trim(features[:, : min(m.feature_extractor.nb_max_frames, content)]))
+            token, prob = m.model.detect_language(first)[0][0]
+            lang, probability = token[2:-2], round(float(prob), 3)
+        tokenizer = Tokenizer(m.hf_tokenizer, m.model.is_multilingual, task="transcribe", language=lang)
+        defaults = {f.name: f.default for f in dataclasses.fields(TranscriptionOptions)
+                    if f.default is not dataclasses.MISSING}
+        options = TranscriptionOptions(**{
+            **defaults, "beam_size": BEAM_SIZE, "best_of": 1, "patience": 1.0, "length_penalty": 1.0,
+            "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "log_prob_threshold": -1.0,
+            "no_speech_threshold": 0.6, "compression_ratio_threshold": 2.4, "condition_on_previous_text": False,
+            "prompt_reset_on_temperature": 0.5, "temperatures": list(TEMPERATURES), "initial_prompt": None,
+            "prefix": None, "suppress_blank": True, "suppress_tokens": get_suppressed_tokens(tokenizer, [-1]),
+            "without_timestamps": False, "max_initial_timestamp": 1.0, "word_timestamps": True,
+            "prepend_punctuations": "\"'“¿([{-", "append_punctuations": "\"'.。,，!！?？:：”)]}、",
+            "multilingual": False, "max_new_tokens": None, "clip_timestamps": "0",
+            "hallucination_silence_threshold": None, "hotwords": None})
+        segments = m.generate_segments(features, tokenizer, options, False, first)
+        return [(k, w) for k, seg in enumerate(segments) for w in (seg.words or [])], lang, probability
+
+
+def _compact(y: np.ndarray, regions: list[tuple[float, float]]) -> tuple[np.ndarray, list[float], list[float]]:
+    """The regions' audio end to end (Whisper encodes whole 30-s windows: decoding each region
+    apart would encode a window per region), with each region's start in the recording and in
+    the compacted audio."""
+    pieces, starts, offsets, at = [], [], [], 0
+    for a, b in regions:
+        i, j = int(round(a * SR)), int(round(b * SR))
+        pieces.append(y[i:j])
+        starts.append(i / SR)
+        offsets.append(at / SR)
+        at += j - i
+    return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32), starts, offsets
+
+
+def _restore(start: float, end: float, starts: list[float], offsets: list[float]) -> tuple[float, float]:
+    """A word's times in the compacted audio → in the recording; a word that runs past its
+    region's end (into the next region) ends with its region."""
+    import bisect
+
+    i = max(0, bisect.bisect_right(offsets, float(start)) - 1)
+    j = max(i, bisect.bisect_left(offsets, float(end)) - 1)
+    lo = starts[i] + float(start) - offsets[i]
+    hi = starts[j] + float(end) - offsets[j]
+    if j != i:
+        hi = starts[i] + offsets[i + 1] - offsets[i]
+    return round(lo, 3), round(max(lo, hi), 3)
 
 
 def speech_regions(turns: list[Any], duration_s: float, *, bridge_s: float = BRIDGE_S,
