@@ -79,6 +79,19 @@ def test_speech_regions_are_decoded_end_to_end_and_times_mapped_back():
     assert _restore(1.5, 1.5, starts, offsets) == (6.0, 6.0)
 
 
+def test_long_speech_is_cut_into_windows_at_its_quiet_points():
+    from ser.transcription.asr import windows
+
+    sr = 16_000
+    t = np.arange(75 * sr) / sr
+    y = (np.sin(2 * np.pi * 200 * t) * 0.3).astype(np.float32)
+    y[int(24.0 * sr): int(24.3 * sr)] = 0.0  # a pause inside the first window's last third
+    out = windows(y, [(0.0, 75.0)])
+    assert all(b - a <= 30.0 for a, b in out) and out[0][0] == 0.0 and out[-1][1] == 75.0
+    assert 24.0 <= out[0][1] <= 24.3 and all(out[i][1] == out[i + 1][0] for i in range(len(out) - 1))
+    assert windows(y, [(0.0, 5.0), (6.0, 9.0), (40.0, 41.0)]) == [(0.0, 9.0), (40.0, 41.0)]
+
+
 def test_words_go_to_one_speaker_and_utterances_split_where_the_speaker_changes():
     turns = [SpeakerTurn(0.0, 4.0, "A"), SpeakerTurn(3.0, 6.0, "B"), SpeakerTurn(8.0, 9.0, "A")]
     p = {"angry": 0.7, "happy": 0.1, "neutral": 0.1, "sad": 0.1}
@@ -187,6 +200,27 @@ def test_subtitles_without_a_transcript_are_refused_clearly(tmp_path):
     assert default_formats(a) == FORMATS
     with pytest.raises(ConfigError, match="transcript"):
         export(a, tmp_path, ["srt"])
+
+
+@needs_model
+def test_the_batched_decoding_of_long_recordings_hears_what_the_sequential_one_hears(monkeypatch):
+    """Past a few 30-s windows the windows are decoded in batches; on the demo (forced through
+    that path) it finds the same words at about the same times."""
+    from ser.audio.decode import load_audio
+    from ser.transcription import asr
+
+    a = load_audio(ROOT / "assets" / "demo_dialogue.wav")
+    t = asr.load_transcriber(threads=1)
+    regions = [(0.1, 12.0), (14.5, 31.0)]
+    seq, info = t.transcribe(a.y, a.sr, regions, "en")
+    monkeypatch.setattr(asr, "SEQUENTIAL_MAX_WINDOWS", 0)
+    bat, info_b = t.transcribe(a.y, a.sr, regions, None)
+    assert info_b["language"] == "en" and info_b["language_probability"] > 0.5
+    assert wer(" ".join(w.text for w in seq), " ".join(w.text for w in bat)) <= 0.1
+    assert all(0.1 <= w.start_s <= w.end_s <= 31.0 and not 12.0 < w.start_s < 14.5 for w in bat)
+    starts = {w.text.strip(".,!?").lower(): w.start_s for w in seq}
+    near = [abs(w.start_s - starts[k]) < 0.5 for w in bat if (k := w.text.strip(".,!?").lower()) in starts]
+    assert len(near) > 30 and np.mean(near) > 0.8
 
 
 @needs_model
