@@ -45,8 +45,9 @@ def test_demo_dialogue_gives_the_full_view(page):
     assert len(images) == 1 and images[0]["source"].startswith("data:image/png;base64,")
     titles = [a["text"] for a in fig["layout"]["annotations"]][:4]
     assert titles == ["Waveform", "Mel spectrogram", "Speakers", "Emotion"]
-    speakers = {t["name"] for t in fig["data"] if t["type"] == "bar"}
-    assert speakers == {"SPEAKER_00", "SPEAKER_01"}  # the demo's two voices
+    bars = {t["name"] for t in fig["data"] if t["type"] == "bar"}
+    assert bars == {"SPEAKER_00", "SPEAKER_01", "transcript"}  # the demo's two voices, and what they said
+    speakers = bars - {"transcript"}
     turns = page.dataframe(key="analyze_table").value
     # six lines in the script; CAM++ hears espeak's two synthetic voices as alike, so some lines split
     assert len(turns) >= 6 and set(turns["speaker"]) == speakers

@@ -1,7 +1,7 @@
 """One analysis of a recording, from audio to what a person sees and takes away.
 
 - :mod:`ser.analysis.result` — the :class:`Analysis` type (turns, emotion segments,
-  per-speaker summary, provenance) and its JSON schema ``ser.analysis/1``;
+  per-speaker summary, transcript, provenance) and its JSON schema ``ser.analysis/2``;
 - :mod:`ser.analysis.pipeline` — :func:`~ser.analysis.pipeline.analyze`: audio → diarization
   → emotion per turn → Analysis, with a stage cache so a changed option re-runs one stage;
 - :mod:`ser.analysis.figures` — the dashboard's plotly figures (waveform, spectrogram,

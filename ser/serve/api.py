@@ -1,7 +1,7 @@
 """The REST API (``ser serve``): the students' ``{"emotion", "probabilities"}`` service, done properly.
 
     POST /v1/classify   one clip (multipart field ``file``) → {"emotion", "probabilities", "uncertain", "model"}
-    POST /v1/analyze    a recording → the full Analysis JSON (schema ser.analysis/1)
+    POST /v1/analyze    a recording → the full Analysis JSON (schema ser.analysis/2; a transcript with transcribe=true)
     GET  /v1/models     the available models and their cards' key figures
     GET  /healthz       liveness, the loaded model, the worker pool's load
 
