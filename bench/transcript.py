@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/transcript.py wer   [--corpus ravdess emodb] [--limit N] [--language given|detect]
     .venv/bin/python bench/transcript.py speed [--runs 5] [--minutes 60]
+    .venv/bin/python bench/transcript.py after [--runs 4] [--ct2-threads 2] [--isolated]
 
 ``wer``: every clip of RAVDESS actors 01–20 (two English statements) and of EmoDB (ten German
 sentences), transcribed alone as a user's clip would be (speech regions = the whole clip), with
@@ -138,7 +139,8 @@ def _analysis_worker() -> None:
         a = analyze(audio, model=model, cache=None, transcribe=tr == "1", language=None)
         wall = time.perf_counter() - t0
         print(json.dumps({"wall_s": round(wall, 3), "timings": a.provenance["timings_s"],
-                          "whisper_encoder": {"calls": enc["calls"], "s": round(enc["s"], 3)},
+                          # counted only when CTranslate2 runs in this process (SER_TRANSCRIBE_IN_PROCESS=1)
+                          "whisper_encoder": {"calls": enc["calls"], "s": round(enc["s"], 3)} if enc["calls"] else None,
                           "words": len(a.words), "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF)
                                                                       .ru_maxrss / 1024, 1)}), flush=True)
 
@@ -167,8 +169,9 @@ def run_speed(args: argparse.Namespace) -> dict:
                     "transcript_s_median": round(statistics.median(r["timings"].get("transcript_s", 0.0)
                                                                    for r in runs), 3),
                     "emotion_s_median": round(statistics.median(r["timings"]["emotion_s"] for r in runs), 3),
-                    "whisper_encoder_s_median": round(statistics.median(r["whisper_encoder"]["s"] for r in runs), 3),
-                    "whisper_encoder_calls": runs[-1]["whisper_encoder"]["calls"], "words": runs[-1]["words"]}
+                    "whisper_encoder_s_median": round(statistics.median(r["whisper_encoder"]["s"] for r in runs), 3)
+                    if all(r["whisper_encoder"] for r in runs) else None,
+                    "words": runs[-1]["words"]}
         finally:
             for b in busy:
                 b.kill()
@@ -187,6 +190,47 @@ def run_speed(args: argparse.Namespace) -> dict:
     return out
 
 
+def run_after(args: argparse.Namespace) -> dict:
+    """The 30-s analysis without transcript in a fresh process, then after CTranslate2 has
+    transcribed a 1-s clip in it with ``--ct2-threads`` threads (docs/transcript.md: torch's
+    analyses slow down after CTranslate2 ran on two threads)."""
+    import numpy as np
+
+    import ser  # noqa: F401
+    from ser.analysis.pipeline import analyze
+    from ser.audio.decode import load_audio
+    from ser.emotion.model import load_model
+    from ser.transcription.asr import load_transcriber
+
+    a = load_audio(SHARED / "diarization" / "pyannote_ami_trn00.wav")
+    m = load_model("default", device="cpu")
+
+    def runs(n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            r = analyze(a, model=m, cache=None)
+            out.append({"wall_s": round(time.perf_counter() - t, 3),
+                        "diarization_s": r.provenance["timings_s"]["diarization_s"]})
+        return out
+
+    runs(1)  # warm
+    before = runs(args.runs)
+    clip = np.full(16_000, 0.01, np.float32)
+    if args.isolated:  # as the analysis runs it: in the child process
+        from ser.transcription import isolated
+
+        isolated.transcribe(clip, 16_000, None, "en", threads=args.ct2_threads)
+    else:
+        load_transcriber(threads=args.ct2_threads).transcribe(clip, 16_000, None, "en")
+    after = runs(args.runs)
+    res = {"ct2_threads": args.ct2_threads, "isolated": args.isolated, "before": before, "after": after,
+           "median_before_s": statistics.median(r["wall_s"] for r in before),
+           "median_after_s": statistics.median(r["wall_s"] for r in after)}
+    print(json.dumps(res), flush=True)
+    return res
+
+
 def main() -> None:
     if sys.argv[1:2] == ["_worker"]:
         _analysis_worker()
@@ -201,9 +245,15 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--runs", type=int, default=5)
     s.add_argument("--minutes", type=float, default=60.0)
+    f = sub.add_parser("after", help="torch's analysis before and after CTranslate2 ran in the process")
+    f.add_argument("--runs", type=int, default=4)
+    f.add_argument("--ct2-threads", type=int, default=2)
+    f.add_argument("--isolated", action="store_true", help="transcribe in the child process, as analyze() does")
     args = ap.parse_args()
-    res = run_wer(args) if args.cmd == "wer" else run_speed(args)
-    name = f"transcript_wer_{args.language}.json" if args.cmd == "wer" else "transcript_speed.json"
+    res = {"wer": run_wer, "speed": run_speed, "after": run_after}[args.cmd](args)
+    name = {"wer": f"transcript_wer_{getattr(args, 'language', '')}.json", "speed": "transcript_speed.json",
+            "after": f"transcript_after_ct2_{getattr(args, 'ct2_threads', 0)}threads"
+                     f"{'_isolated' if getattr(args, 'isolated', False) else ''}.json"}[args.cmd]
     path = ROOT / "bench" / "results" / name
     path.write_text(json.dumps(res, indent=1) + "\n")
     print(f"-> {path}")

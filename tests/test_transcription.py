@@ -225,13 +225,19 @@ def test_the_batched_decoding_of_long_recordings_hears_what_the_sequential_one_h
 
 @needs_model
 @needs_espeak
-def test_the_demo_dialogue_is_transcribed_with_its_speakers(tiny_model_dir):
+def test_the_demo_dialogue_is_transcribed_with_its_speakers(tiny_model_dir, monkeypatch):
     """The known sentences of the espeak-ng dialogue: a low WER, each sentence's words given to
     one speaker, Ana's and Ben's to different ones, and the stage cached like the others."""
     from ser.analysis.demo import DIALOGUE
     from ser.analysis.pipeline import StageCache, analyze
     from ser.audio.decode import load_audio
 
+    from ser.transcription import asr
+
+    def not_here(*_a, **_k):
+        raise AssertionError("CTranslate2 ran in the analysing process")
+
+    monkeypatch.setattr(asr.Transcriber, "transcribe", not_here)
     audio = load_audio(ROOT / "assets" / "demo_dialogue.wav")
     cache = StageCache()
     a = analyze(audio, model=str(tiny_model_dir), num_speakers=2, transcribe=True, cache=cache)
@@ -241,6 +247,7 @@ def test_the_demo_dialogue_is_transcribed_with_its_speakers(tiny_model_dir):
     t = a.provenance["transcript"]
     assert t["language"] == "en" and t["words"] == len(a.words) and a.provenance["timings_s"]["transcript_s"] > 0
     assert all(w.speaker in a.speakers for w in a.words) and all(u.emotion for u in a.utterances)
+    assert t["process"].startswith("child")  # CTranslate2 did not run here (patched to fail, below)
     # each demo line: its words mostly on one speaker; the two voices on different ones
     voice_of: dict[str, set] = {}
     starts = sorted({round(u.start_s, 1) for u in a.utterances})
@@ -255,6 +262,26 @@ def test_the_demo_dialogue_is_transcribed_with_its_speakers(tiny_model_dir):
     assert "transcript" in again.provenance["reused_stages"] and again.words == a.words
     with pytest.raises(ConfigError, match="language"):
         analyze(audio, model=str(tiny_model_dir), num_speakers=2, transcribe=True, language="klingon", cache=cache)
+
+
+@needs_model
+def test_the_transcriber_process_comes_back_after_it_died():
+    """The transcript runs in a child process (CTranslate2 slows torch in a process it ran in);
+    a child that was killed is replaced on the next call, and its errors arrive as ours."""
+    from ser.audio.decode import load_audio
+    from ser.transcription import isolated
+
+    a = load_audio(ROOT / "assets" / "demo_dialogue.wav")
+    first, info = isolated.transcribe(a.y, a.sr, [(0.1, 4.5)], "en", threads=1)
+    assert [w.text.strip(".,!").lower() for w in first[:2]] == ["good", "morning"] and info["language"] == "en"
+    isolated._CHILD["proc"].kill()
+    isolated._CHILD["proc"].join(5)
+    again, _ = isolated.transcribe(a.y, a.sr, [(0.1, 4.5)], "en", threads=1)
+    assert [w.text for w in again] == [w.text for w in first]
+    with pytest.raises(ConfigError, match="language"):
+        isolated.transcribe(a.y, a.sr, None, "xx", threads=1)
+    isolated.stop()
+    assert "proc" not in isolated._CHILD
 
 
 @needs_model

@@ -266,16 +266,22 @@ def _transcript(stage: Callable, audio: Audio, digest: str, turns: list[SpeakerT
                 segments: list[EmotionSegment], language: str | None, device: str, progress: Progress) -> tuple:
     """The transcript stage: words over the turns' speech regions (cached per recording, regions
     and language), then attached to speakers and emotion; and its provenance."""
-    from ser.transcription.asr import load_transcriber, speech_regions
+    import torch
+
+    from ser.transcription import isolated
+    from ser.transcription.asr import MODEL_DIR, available, check_language, describe, missing_message, speech_regions
     from ser.transcription.attach import attach
 
     progress("transcript", 0.0)
-    t = load_transcriber(device=device)
-    lang = t.check_language(language)
+    if not available():
+        raise ConfigError(missing_message())
+    lang = check_language(language)
     regions = speech_regions(turns, audio.duration_s)
-    info = t.describe()
+    info = {**describe(MODEL_DIR, device, torch.get_num_threads()),
+            "process": "this one" if isolated.in_process() else "child (ser.transcription.isolated)"}
     raw, detected = stage("transcript", (digest, _key(regions), lang, _key({k: info[k] for k in ("sha256", "beam_size")})),
-                          lambda: t.transcribe(audio.y, audio.sr, regions, lang))
+                          lambda: isolated.transcribe(audio.y, audio.sr, regions, lang, folder=str(MODEL_DIR),
+                                                      device=info["device"], threads=info["threads"]))
     words, utterances = attach(raw, turns, segments)
     progress("transcript", 1.0)
     return words, utterances, {**info, **detected, "language_given": lang is not None, "regions": len(regions),

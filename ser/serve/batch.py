@@ -91,9 +91,12 @@ def prepare(opts: BatchOptions):
     """Load the model and diarizer for ``opts`` once in this process (errors surface before any file)."""
     loaded = _resources(opts)
     if opts.transcribe:  # a missing transcription model or an unknown language fails before any file
-        from ser.transcription.asr import load_transcriber
+        from ser.errors import ConfigError
+        from ser.transcription.asr import available, check_language, missing_message
 
-        load_transcriber(device=opts.device).check_language(opts.language)
+        if not available():
+            raise ConfigError(missing_message())
+        check_language(opts.language)
     if opts.adapt != "none":
         from ser.emotion.adapt import ANALYZE_MODES, check_mode, model_adapt_head
 

@@ -68,6 +68,32 @@ def missing_message(folder: str | Path | None = None) -> str:
             "`python scripts/convert_whisper.py --asr models/whisper-base`. Everything else works without it.")
 
 
+def check_language(language: str | None) -> str | None:
+    """``language`` as a Whisper code (None: detect), or a clear ConfigError before any work."""
+    if language in (None, "", "auto"):
+        return None
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    lang = str(language).lower()
+    if lang not in _LANGUAGE_CODES:
+        raise ConfigError(f"Unknown transcript language {language!r}; use a Whisper language code "
+                          f"such as en, de, fr, es, am (or leave it out to detect it).")
+    return lang
+
+
+def describe(folder: str | Path | None = None, device: str = "auto", threads: int = 1) -> dict:
+    """What a transcript's provenance records about the model and how it runs."""
+    import json
+
+    folder = Path(folder or MODEL_DIR)
+    dev = _device(device)
+    meta = json.loads((folder / "meta.json").read_text())
+    return {"model": "whisper-base (OpenAI, MIT) via faster-whisper/CTranslate2",
+            "path": str(folder), "sha256": meta["sha256"][meta["shards"][0]][:16],
+            "device": dev, "compute_type": "float16" if dev == "cuda" else "int8", "threads": int(threads),
+            "beam_size": BEAM_SIZE}
+
+
 def _device(device: str) -> str:
     if device == "auto":
         import torch
@@ -118,22 +144,10 @@ class Transcriber:
         self._batched = None
 
     def describe(self) -> dict:
-        import json
-
-        meta = json.loads((self.folder / "meta.json").read_text())
-        return {"model": "whisper-base (OpenAI, MIT) via faster-whisper/CTranslate2",
-                "path": str(self.folder), "sha256": meta["sha256"][meta["shards"][0]][:16],
-                "device": self.device, "compute_type": self.compute_type, "threads": self.threads,
-                "beam_size": BEAM_SIZE}
+        return describe(self.folder, self.device, self.threads)
 
     def check_language(self, language: str | None) -> str | None:
-        if language in (None, "", "auto"):
-            return None
-        lang = language.lower()
-        if lang not in self.languages:
-            raise ConfigError(f"Unknown transcript language {language!r}; use a Whisper language code "
-                              f"such as en, de, fr, es, am (or leave it out to detect it).")
-        return lang
+        return check_language(language)
 
     def transcribe(self, y: np.ndarray, sr: int, regions: list[tuple[float, float]] | None = None,
                    language: str | None = None) -> tuple[list[WordTiming], dict]:
