@@ -148,7 +148,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
             progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
             name: str | None = None, adapt: str = "none", threads: int | None = None,
-            transcribe: bool = False, language: str | None = None) -> Analysis:
+            transcribe: bool = False, language: str | None = None, voices: list | None = None) -> Analysis:
     """Analyse one recording.
 
     ``audio``: an :class:`~ser.audio.Audio` or anything ``load_audio`` takes (path, bytes,
@@ -160,7 +160,9 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     ``threads``: torch threads for this analysis (default: :mod:`ser.threads`' policy — one
     for recordings up to two minutes, the free cores for longer ones). ``transcribe``: add the
     transcript (words with speakers, utterances with emotion; ser.transcription), in ``language``
-    (a Whisper code; default: detected).
+    (a Whisper code; default: detected). ``voices``: enrolled voices (``ser.diarization.voices.Voice``,
+    e.g. ``VoiceLibrary().voices()``): a diarized speaker whose voice matches one takes its name
+    (``provenance["voices"]`` says who matched how well; ser.diarization.voices).
 
     Turns shorter than the model's minimum duration keep their speaker but get no emotion
     (listed in ``provenance["unscored_turns"]``). A recording without speech gives an
@@ -206,6 +208,11 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
                           lambda: dia(y, sr, progress=progress, **counts))
         timings["diarization_s"] = time.perf_counter() - t0
+        identification = None
+        if voices:
+            t0 = time.perf_counter()
+            turns, identification = _identify(stage, y, sr, digest, turns, list(voices), progress)
+            timings["voices_s"] = time.perf_counter() - t0
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
         if adapt != "none":
@@ -256,6 +263,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                           "total_s": round(time.perf_counter() - t_start, 3)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **({"transcript": transcript} if transcript else {}),
+            **({"voices": identification} if identification else {}),
         }
         return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
                         labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
@@ -286,6 +294,24 @@ def _transcript(stage: Callable, audio: Audio, digest: str, turns: list[SpeakerT
     progress("transcript", 1.0)
     return words, utterances, {**info, **detected, "language_given": lang is not None, "regions": len(regions),
                                "words": len(words), "utterances": len(utterances)}
+
+
+def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[SpeakerTurn], voices: list,
+              progress: Progress) -> tuple[list[SpeakerTurn], dict]:
+    """Known voices: one embedding per diarized speaker (cached per recording and turns), matched
+    with the enrolled voices; the renamed turns and the provenance of the decision."""
+    from ser.diarization.voices import Thresholds, apply, fingerprint, identify, speaker_vectors
+
+    progress("voices", 0.0)
+    th = Thresholds()
+    vecs = stage("speaker_vectors", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns])),
+                 lambda: speaker_vectors(y, sr, turns))
+    matches = identify(turns, vecs, voices, th)
+    for m in matches:  # the three closest voices are enough to explain a decision
+        m.candidates = dict(sorted(m.candidates.items(), key=lambda kv: -kv[1])[:3])
+    progress("voices", 1.0)
+    return apply(turns, matches), {"library": len(voices), "fingerprint": fingerprint(voices, th),
+                                   "thresholds": dict(th.__dict__), "speakers": [m.to_dict() for m in matches]}
 
 
 def _adjusting(progress: Progress) -> Progress:

@@ -9,6 +9,7 @@ Examples::
     ser evaluate --model default --data /corpora/ravdess --corpus ravdess --speakers 21 22 23 24
     ser calibrate models/default
     ser analyze meeting.wav --speakers 2 --format json,rttm,textgrid --out results/
+    ser voices add Maria maria1.wav maria2.wav    # known voices: later analyses name Maria
     ser analyze recordings/ --min-speakers 2 --max-speakers 4 --diarizer pyannote --pyannote ~/models/community-1
 """
 
@@ -21,6 +22,7 @@ from ser import __version__
 from ser.errors import SERError
 from ser.cli.analyze import cmd_analyze, cmd_hash_password, cmd_serve
 from ser.cli.predict import cmd_calibrate, cmd_evaluate, cmd_predict, cmd_train, cmd_tune
+from ser.cli import voices as _voices
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -161,6 +163,9 @@ def _add_analyze(sub) -> None:
                          "offline; in the JSON, CSV, TextGrid and EAF, and as SRT/VTT subtitles)")
     an.add_argument("--language", help="the speech's language for --transcribe, a Whisper code such as en, de, fr "
                                        "(default: detected)")
+    an.add_argument("--voices", default="auto", choices=["auto", "none"],
+                    help="name the speakers whose voice is in the library (`ser voices add`); auto (default) when "
+                         "the library has voices, none to keep every speaker anonymous")
     an.add_argument("--out", default=".", help="output folder (default: the current folder)")
     an.add_argument("--model", default="default", help="emotion model name under models/ or a model folder")
     an.add_argument("--label-set", help="report probabilities in this label set: ravdess8, basic7, four, valence3, "
@@ -215,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_analyze(sub)
     _add_serve(sub)
+    _voices.add_parser(sub)
     return p
 
 

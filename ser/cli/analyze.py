@@ -91,7 +91,8 @@ def _stage_bar(name: str):
 def cmd_analyze(args: argparse.Namespace) -> int:
     import os
 
-    from ser.serve.batch import BatchOptions, analyze_file, is_done, output_stem, prepare, run_batch
+    from ser.cli.voices import library_voices
+    from ser.serve.batch import BatchOptions, analyze_file, is_done, output_stem, prepare, run_batch, voices_option
     from ser.diarization.base import check_speaker_counts
     from ser.analysis.exports import FORMATS, TRANSCRIPT_FORMATS
 
@@ -115,7 +116,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                         pyannote=args.pyannote, num_speakers=args.speakers, min_speakers=args.min_speakers,
                         max_speakers=args.max_speakers, window_s=args.window, hop_s=args.hop,
                         label_set=args.label_set, adapt=args.adapt, transcribe=args.transcribe,
-                        language=args.language,
+                        language=args.language, voices=voices_option(library_voices(args.voices)),
                         threads=args.threads or int(os.environ.get("SER_THREADS", "0") or 0))
     out = Path(args.out)
     prepare(opts)  # loads the model once here; a missing or broken model fails before any file
@@ -137,6 +138,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             return 1
         summary = "no speech found" if row["status"] == "no speech" else (
             f"{row['speakers']} speaker(s), {row['turns']} turn(s)")
+        if opts.voices:
+            summary += f"; known voices: {row.get('voices') or 'none recognised'}"
         print(f"{files[0]}: {summary} -> {', '.join(str(out / n) for n in row['outputs'].split(';'))}", flush=True)
         return 0
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

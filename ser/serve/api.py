@@ -3,6 +3,7 @@
     POST /v1/classify   one clip (multipart field ``file``) → {"emotion", "probabilities", "uncertain", "model"}
     POST /v1/analyze    a recording → the full Analysis JSON (schema ser.analysis/2; a transcript with transcribe=true)
     GET  /v1/models     the available models and their cards' key figures
+    GET/POST /v1/voices, DELETE /v1/voices/{name}   the voice library analyses name speakers from
     GET  /healthz       liveness, the loaded model, the worker pool's load
 
 Bad input is a 4xx JSON error ``{"error": {"type", "message"}}``, never a 500: 400 for
@@ -267,6 +268,10 @@ class _Service:
         audio = load_audio(data, name=name, limits=AudioLimits(max_bytes=self.max_bytes))
         label_set = params.pop("label_set")
         dia = self.pyannote() if params.pop("diarizer") == "pyannote" else "builtin"
+        if params.pop("voices"):
+            from ser.cli.voices import library_voices
+
+            params["voices"] = library_voices("auto") or None
         a = analyze(audio, model=m, name=name, diarizer=dia, **params)
         if label_set and label_set != m.card.label_set:
             a = relabel(a, label_set)
@@ -396,6 +401,8 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
                                                    "their emotion (Whisper-base, offline)"),
         language: str | None = Form(None, max_length=16, description="the transcript's language, a Whisper code "
                                                                      "(default: detected)"),
+        voices: bool = Form(True, description="name the speakers whose voice is in the server's library "
+                                              "(/v1/voices); provenance.voices says who matched how well"),
     ) -> dict:
         check_key(request)
         if adapt not in ("none", "recording", "speaker"):
@@ -412,8 +419,46 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
         data = await read_upload(file)
         params = {"num_speakers": speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
                   "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "cache": None,
-                  "diarizer": diarizer, "adapt": adapt, "transcribe": transcribe, "language": language}
+                  "diarizer": diarizer, "adapt": adapt, "transcribe": transcribe, "language": language,
+                  "voices": voices}
         return await run_limited(service.analyze, data, file.filename or "upload", params)
+
+    @app.get("/v1/voices")
+    def list_voices(request: Request) -> dict:
+        check_key(request)
+        from ser.serve.voices import VoiceLibrary
+
+        return {"voices": [v.__dict__ for v in VoiceLibrary().list()]}
+
+    @app.post("/v1/voices")
+    async def add_voice(request: Request, name: str = Form(..., max_length=200, description="the person's name"),
+                        files: list[UploadFile] = File(..., description="clips of this one person talking alone")
+                        ) -> dict:
+        check_key(request)
+        clips = [(await read_upload(f), f.filename or "upload") for f in files]
+        return await run_limited(_enrol, name, clips)
+
+    @app.delete("/v1/voices/{name}")
+    def delete_voice(request: Request, name: str) -> dict:
+        check_key(request)
+        from ser.serve.voices import VoiceLibrary
+
+        if not VoiceLibrary().delete(name):
+            raise APIError(404, "not_found", "No voice by that name in the library.")
+        return {"deleted": name}
+
+    def _enrol(name: str, clips: list[tuple[bytes, str]]) -> dict:
+        from ser.audio.decode import AudioLimits, load_audio
+        from ser.diarization.voices import check_name, clip_vector
+        from ser.serve.voices import VoiceLibrary
+
+        name = check_name(name)
+        samples = []
+        for data, fname in clips:
+            audio = load_audio(data, name=fname, limits=AudioLimits(max_bytes=max_bytes, max_duration_s=600.0))
+            vec, seconds = clip_vector(audio.y, audio.sr)
+            samples.append((vec, seconds, f"clip {fname}"))
+        return VoiceLibrary().add(name, samples).__dict__
 
     app.state.settings = s
     app.state.gate = gate

@@ -30,11 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ser.errors import SERError
 
 SUMMARY = "summary.csv"
 SUMMARY_FIELDS = ["file", "status", "duration_s", "speakers", "turns", "unscored_turns", "dominant_emotions",
-                  "outputs", "error", "seconds"]
+                  "voices", "outputs", "error", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class BatchOptions:
     threads: int = 0
     transcribe: bool = False  # ser.transcription: words with speakers and emotion
     language: str | None = None  # the transcript's language (a Whisper code; None: detected)
+    voices: tuple = ()  # known voices: ((name, embedding as a tuple of floats), ...) (ser.serve.voices)
 
     def key(self) -> dict:
         """What decides a result (not how fast it is computed)."""
@@ -61,7 +64,27 @@ class BatchOptions:
         d.pop("threads")
         d.pop("device")
         d["formats"] = sorted(d["formats"])
+        d["voices"] = _voices_key(self.voices)
         return d
+
+    def voice_list(self) -> list:
+        from ser.diarization.voices import Voice, unit
+
+        return [Voice(name, unit(np.asarray(vec, np.float32))) for name, vec in self.voices]
+
+
+def _voices_key(voices: tuple) -> str | None:
+    """The library as a result depends on it: its fingerprint (names, embeddings, thresholds)."""
+    if not voices:
+        return None
+    from ser.diarization.voices import Voice, fingerprint, unit
+
+    return fingerprint([Voice(n, unit(np.asarray(v, np.float32))) for n, v in voices])
+
+
+def voices_option(voices: list) -> tuple:
+    """``BatchOptions.voices`` from ``ser.diarization.voices.Voice`` objects (picklable, for workers)."""
+    return tuple((v.name, tuple(float(x) for x in v.vector)) for v in voices)
 
 
 @dataclass
@@ -110,7 +133,9 @@ def _summary_fields(d: dict) -> dict:
     return {"status": "no speech" if prov.get("no_speech") else "ok", "duration_s": d["duration_s"],
             "speakers": len(d["speakers"]), "turns": len(d["turns"]),
             "unscored_turns": len(prov.get("unscored_turns", [])),
-            "dominant_emotions": ";".join(f"{s}={v['dominant_emotion']}" for s, v in d["speakers"].items())}
+            "dominant_emotions": ";".join(f"{s}={v['dominant_emotion']}" for s, v in d["speakers"].items()),
+            "voices": ";".join(sorted({m["voice"] for m in (prov.get("voices") or {}).get("speakers", [])
+                                       if m.get("status") in ("named", "merged")}))}
 
 
 #: longest output stem in bytes: room for ".textgrid", the ".partPID" of a temporary and a leading dot
@@ -206,7 +231,7 @@ def analyze_file(path: str | Path, out_dir: str | Path, opts: BatchOptions, *, s
                     min_speakers=opts.min_speakers, max_speakers=opts.max_speakers, window_s=opts.window_s,
                     hop_s=opts.hop_s, progress=progress, name=path.name, cache=None, adapt=opts.adapt,
                     threads=opts.threads or None,  # 0: ser.threads' policy
-                    transcribe=opts.transcribe, language=opts.language)
+                    transcribe=opts.transcribe, language=opts.language, voices=opts.voice_list() or None)
         if opts.label_set and opts.label_set != model.card.label_set:
             a = relabel(a, opts.label_set)
         a.provenance["batch_options"] = opts.key()
@@ -378,5 +403,33 @@ def write_summary(out: Path, files: Sequence[Path], stems: dict[Path, str], new_
         w.writeheader()
         for r in rows:
             w.writerow({k: csv_cell(r.get(k, "")) for k in SUMMARY_FIELDS})
+    os.replace(tmp, path)
+    if opts.voices:
+        write_voice_summary(out, files, stems, opts)
+    return path
+
+
+VOICE_SUMMARY = "voices.csv"
+
+
+def write_voice_summary(out: Path, files: Sequence[Path], stems: dict[Path, str], opts: BatchOptions) -> Path:
+    """``voices.csv``: per recording, each named voice's talk time, turns and emotion mix."""
+    from ser.analysis.exports import csv_cell
+    from ser.serve.voices import VOICE_FIELDS, voice_rows
+
+    rows = []
+    for f in files:
+        jp = out / f"{stems[f]}.json"
+        if is_done(jp, opts):
+            d = json.loads(jp.read_text(encoding="utf-8"))
+            rows.extend({"file": str(f), **r} for r in voice_rows(d))
+    path = out / VOICE_SUMMARY
+    tmp = out / f".{VOICE_SUMMARY}.part{os.getpid()}"
+    labels = sorted({k for r in rows for k in r if k.startswith("p_")}, key=lambda k: k)
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["file", *VOICE_FIELDS, *labels], extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: csv_cell(r.get(k, "")) for k in ["file", *VOICE_FIELDS, *labels]})
     os.replace(tmp, path)
     return path

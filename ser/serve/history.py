@@ -198,7 +198,10 @@ class History:
         return gone
 
     def delete_all(self, owner: str | None = None) -> int:
-        """Remove every saved analysis (of ``owner``) and its audio from disk; returns how many."""
+        """Remove every saved analysis (of ``owner``) and its audio from disk, and the voices
+        ``owner`` enrolled (ser.serve.voices; ``None``: everybody's); returns how many analyses."""
+        from ser.serve.voices import VoiceLibrary
+
         where, args = self._mine(owner)
         db = self._connect()
         try:
@@ -206,7 +209,7 @@ class History:
                 n = db.execute(f"DELETE FROM analyses WHERE {where}", args).rowcount
         finally:
             db.close()
-        self._compact()
+        VoiceLibrary(self.path).delete_all(owner, everyone=owner is None)  # compacts the file too
         return n
 
     def apply_retention(self, audio_days: float | None = None) -> int:
@@ -259,7 +262,7 @@ class History:
 
     def export_all(self, owner: str | None = None) -> bytes:
         """Every saved analysis (of ``owner``) as a ZIP: ``<id>-<name>.json`` (analysis and settings)
-        and the kept audio."""
+        and the kept audio, and ``voices.json``: the voices ``owner`` enrolled, embeddings included."""
         import io
         import zipfile
 
@@ -281,6 +284,12 @@ class History:
                                                        "analysis": json.loads(result)}, indent=1))
                 if audio is not None:
                     z.writestr(f"{stem}{Path(audio_name or name).suffix or '.wav'}", audio)
+            from ser.serve.voices import VoiceLibrary
+
+            voices = VoiceLibrary(self.path).export(owner, everyone=owner is None)
+            if voices:
+                z.writestr("voices.json", json.dumps({"what": "speaker embeddings (CAM++, 192-d) of the voices "
+                                                      "enrolled; biometric data", "voices": voices}, indent=1))
         return buf.getvalue()
 
     def check(self) -> str:
