@@ -35,5 +35,6 @@ pg = st.navigation([
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
     st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
+    st.Page("pages/voices.py", title="Known voices", icon=":material/record_voice_over:"),
 ])
 pg.run()

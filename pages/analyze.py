@@ -147,6 +147,18 @@ with st.expander("Settings", expanded=False):
              "on a 2-core machine; above 10 minutes it is off unless you choose “always”.")
     language = LANGUAGES[t2.selectbox("Language of the speech", list(LANGUAGES), key="analyze_language",
                                       help="“detect” lets the model guess from the first 30 s of speech.")]
+    try:
+        from ser.serve.voices import VoiceLibrary
+
+        known = VoiceLibrary().voices(current_user())
+    except SERError as exc:
+        st.warning("The voice library cannot be read: " + plain(exc))
+        known = []
+    use_voices = bool(known) and not st.checkbox(
+        f"Keep every speaker anonymous (else speakers whose voice is one of the {len(known)} in your library are "
+        "named; the Known voices page lists them)", False, key="analyze_anonymous",
+        help="Each speaker's voice is compared with the voices you enrolled; a clear match takes the name, a "
+             "doubtful one is shown as “may be …” and not named.")
     h1, h2 = st.columns(2)
     save_history = h1.checkbox("Save analyses to History", True, key="analyze_save")
     keep_audio = h2.checkbox("…with their audio (kept only if you tick this)", False, key="analyze_keep_audio")
@@ -194,7 +206,8 @@ try:
             st.warning(missing_message())
             transcribe = False
         analysis = analyze(audio, diarizer=diarizer, model=model, window_s=window_s, hop_s=hop_s, progress=progress,
-                           name=name, adapt=adapt, transcribe=transcribe, language=language, **counts)
+                           name=name, adapt=adapt, transcribe=transcribe, language=language,
+                           voices=known if use_voices else None, **counts)
         if label_set != model.card.label_set:
             analysis = relabel(analysis, label_set)
         t = analysis.provenance["timings_s"]
@@ -219,7 +232,8 @@ if save_history and src_kind != "Emotion demo":  # the first screen is not saved
 
     settings = {"model": model.id, "diarizer": analysis.provenance["diarizer"], "counts": counts,
                 "window_s": window_s, "hop_s": hop_s, "label_set": label_set, "adapt": adapt,
-                "transcript": {"language": language} if transcribe else None}
+                "transcript": {"language": language} if transcribe else None,
+                "voices": (analysis.provenance.get("voices") or {}).get("fingerprint")}
     try:
         hist = History()
         if hist.find(analysis.provenance["audio"]["sha256"], settings, owner=current_user()) is None:
@@ -237,6 +251,19 @@ if ad.get("mode", "none") != "none":
                f"({ad.get('adapted_share', 0):.0%} of the emotion windows)"
                + "".join(f"; {g}: not adapted, {why}" for g, why in fell.items()))
 
+ident = analysis.provenance.get("voices")
+if ident:
+    said = []
+    for m in ident["speakers"]:
+        if m["status"] == "named":
+            said.append(f"{m['speaker']} is {m['voice']} (similarity {m['score']:.2f})")
+        elif m["status"] == "merged":
+            said.append(f"{m['speaker']} is also {m['voice']} ({m['score']:.2f}; joined)")
+        elif m["status"] == "uncertain":
+            said.append(f"{m['speaker']} may be {m['voice']} ({m['score']:.2f}: too unsure to name)")
+    st.caption(plain("Known voices: " + ("; ".join(said) if said else "none of the "
+                                         f"{ident['library']} voice(s) in your library recognised") + "."))
+
 if analysis.provenance.get("no_speech"):
     st.warning("No speech found in this recording (voice activity detection heard only silence or noise).")
 
@@ -249,7 +276,8 @@ spec = SpectrogramSettings(n_mels=n_mels, fmax=float(fmax), dynamic_range_db=flo
 # export files are computed once per analysis and display settings.
 VIEW_KEY = json.dumps([analysis.provenance["audio"]["sha256"], analysis.provenance["model"]["id"],
                        analysis.provenance["diarizer"], counts, window_s, hop_s, label_set, adapt,
-                       analysis.provenance.get("transcript", {}).get("language_given"), language, transcribe],
+                       analysis.provenance.get("transcript", {}).get("language_given"), language, transcribe,
+                       (analysis.provenance.get("voices") or {}).get("fingerprint")],
                       sort_keys=True, default=str)
 
 
@@ -393,6 +421,30 @@ if speaker_rows:
 
     st.plotly_chart(speaker_mix_chart(analysis), key="analyze_speaker_mix", config={"displaylogo": False})
     st.dataframe(pd.DataFrame(speaker_rows), hide_index=True, key="analyze_speakers")
+    with st.form("analyze_name_voice", clear_on_submit=True):
+        st.markdown("**This is …** — name a speaker once, and later analyses name them in every recording")
+        f1, f2 = st.columns(2)
+        who = f1.selectbox("Speaker", sorted({t.speaker for t in analysis.turns}), key="analyze_voice_speaker")
+        as_name = f2.text_input("is (a new name, or one from your library to add this speech to it)", max_chars=80,
+                                key="analyze_voice_name")
+        if st.form_submit_button("Save voice"):
+            from ser.diarization.voices import speaker_vectors
+            from ser.serve.voices import VoiceLibrary
+
+            try:
+                vec = speaker_vectors(audio.y, audio.sr, [t for t in analysis.turns]).get(who)
+                if vec is None:
+                    raise SERError(f"{who} never talks alone for half a second or more here; choose a recording "
+                                   "where they do, or enrol them from a clip on the Known voices page.")
+                info = VoiceLibrary().add(as_name, [(vec[0], vec[1], f"turns of {who} in {name}")], owner=current_user())
+                st.session_state["analyze_voice_saved"] = (f"Saved {info.name} ({info.samples} sample(s), "
+                                                           f"{info.seconds:.1f} s of speech). Analyses from now on "
+                                                           "name this voice.")
+                st.rerun()
+            except SERError as exc:
+                st.error(plain(exc))
+    if saved := st.session_state.pop("analyze_voice_saved", None):
+        st.success(plain(saved))
 
 # --- exports -------------------------------------------------------------------------------
 st.subheader("Export")

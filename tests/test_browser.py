@@ -320,7 +320,7 @@ def test_first_screen_is_the_analysed_demo_and_every_page_opens_by_url(app_url):
     from playwright.sync_api import sync_playwright
     from screenshot import CHROMIUM_ARGS
 
-    pages = ["Analyze a recording", "Live", "Models", "Datasets", "History"]
+    pages = ["Analyze a recording", "Live", "Models", "Datasets", "History", "Known voices"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         first = browser.new_page(viewport={"width": 1280, "height": 1400})
@@ -337,7 +337,7 @@ def test_first_screen_is_the_analysed_demo_and_every_page_opens_by_url(app_url):
         print(f"cached first screen drawn {time.perf_counter() - t0:.1f} s after the page loaded "
               "(timed in bench/first_screen.py)")
         assert fresh.get_by_text("in the bundled model's training data").count() >= 1
-        for path in ("/live", "/models", "/datasets", "/history"):
+        for path in ("/live", "/models", "/datasets", "/history", "/voices"):
             page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
             for attempt in ("open", "reload"):
                 if attempt == "open":
@@ -423,4 +423,62 @@ def test_the_transcript_is_searchable_and_a_selected_line_plays(app_url):
             return {duration: el.duration, time: el.currentTime};
         }""")
         assert played["duration"] == pytest.approx(b - a, abs=0.1) and played["time"] > 0.1, (played, a, b)
+        browser.close()
+
+
+def test_a_speaker_named_once_is_named_in_the_next_recording_of_that_voice(app_url, tmp_path):
+    """Known voices end to end: on the dialogue demo, "This is … Ben" on Ben's speaker; then an
+    upload of another recording where Ben (the same synthetic voice, other words) talks with a
+    stranger: Ben's speaker is named, the stranger is not."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS, choose_upload
+
+    from audiogen import speak
+    from ser.analysis.demo import DIALOGUE, conversation
+    from ser.analysis.pipeline import analyze
+    from ser.audio.decode import load_audio
+    from ser.audio.fuzz import encode
+
+    demo = load_audio(ROOT / "assets" / "demo_dialogue.wav")
+    ref = [line.split() for line in (ROOT / "assets" / "demo_dialogue.rttm").read_text().splitlines()]
+    a = analyze(demo, num_speakers=2, cache=None)  # which of the page's labels is Ben (as the page diarizes it)
+    ben_time: dict[str, float] = {}
+    for r in ref:
+        s0, s1 = float(r[3]), float(r[3]) + float(r[4])
+        for t in a.turns:
+            if r[7] == "Ben":
+                ben_time[t.speaker] = ben_time.get(t.speaker, 0.0) + max(0.0, min(t.end_s, s1) - max(t.start_s, s0))
+    ben_label = max(ben_time, key=ben_time.get)
+    voice, pitch = next((v, p) for who, v, p, _, _ in DIALOGUE if who == "Ben")
+    lines = ["We should send the budget to the office before Monday.", "I can call them tomorrow morning.",
+             "The printer on the second floor is broken again.", "Then we will use the one in the library."]
+    clips = [(speak(text, voice if k % 2 == 0 else "en+f5", pitch=pitch if k % 2 == 0 else 70), str(k % 2), None)
+             for k, text in enumerate(lines * 2)]
+    y, _ = conversation(clips, seed=5)
+    other = tmp_path / "second_meeting.wav"
+    other.write_bytes(encode(y, 16_000, "wav"))
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(app_url, wait_until="networkidle")
+        page.locator("label").filter(has_text="Dialogue demo").first.click(timeout=120_000)
+        page.get_by_text(f"Analysed {demo.duration_s:.1f} s").first.wait_for(timeout=300_000)
+        form = page.locator("[data-testid='stForm']").filter(has_text="This is")
+        form.scroll_into_view_if_needed(timeout=60_000)
+        form.get_by_role("combobox", name="Speaker").click(timeout=60_000)
+        page.get_by_role("option", name=ben_label, exact=True).click(timeout=60_000)
+        form.get_by_label(re.compile("^is ")).fill("Ben", timeout=60_000)
+        form.get_by_role("button", name="Save voice").click(timeout=60_000)
+        page.get_by_text(re.compile(r"Saved Ben \(1 sample")).first.wait_for(timeout=120_000)
+        choose_upload(page)
+        page.locator("input[type=file]").first.set_input_files(str(other))
+        said = page.get_by_text(re.compile(r"Known voices: .* is Ben \(similarity")).first
+        said.wait_for(timeout=300_000)
+        text = said.inner_text()
+        assert text.count(" is ") == 1 and "may be" not in text, text  # the stranger is neither named nor suggested
+        plot = page.locator(".js-plotly-plot").first
+        plot.locator("text", has_text="Ben").first.wait_for(timeout=60_000, state="attached")  # on its speaker lane
         browser.close()

@@ -173,6 +173,21 @@ class History:
                         return out
         return out
 
+    def voice_rows(self, owner: str | None = None) -> list[dict]:
+        """Per saved analysis (of ``owner``) in time order, each named voice's talk time, turns and
+        emotion mix (``ser.serve.voices.voice_rows``) with the analysis's id, time and name."""
+        from ser.serve.voices import voice_rows
+
+        where, args = self._mine(owner)
+        db = self._connect()
+        try:
+            rows = db.execute(f"SELECT id, created, name, result FROM analyses WHERE {where} AND "
+                              "json_extract(result, '$.provenance.voices') IS NOT NULL ORDER BY created, id",
+                              args).fetchall()
+        finally:
+            db.close()
+        return [{"id": i, "created": c, "recording": n, **r} for i, c, n, res in rows for r in voice_rows(json.loads(res))]
+
     def get(self, entry_id: int, owner: str | None = None) -> tuple[Analysis, dict, bytes | None]:
         where, args = self._mine(owner)
         db = self._connect()
