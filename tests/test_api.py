@@ -147,10 +147,12 @@ def test_saturation_answers_429_with_retry_after(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_openapi_schema_fuzzing_finds_no_server_error(tiny_model_dir):
+def test_openapi_schema_fuzzing_finds_no_server_error(tiny_model_dir, tmp_path, monkeypatch):
     """Property-based requests generated from the OpenAPI schema (schemathesis): never a 5xx."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+
+    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "h.sqlite"))  # /v1/voices writes the library
 
     app = create_app(APISettings(model=str(tiny_model_dir), device="cpu", workers=1))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -169,7 +171,8 @@ def test_openapi_schema_fuzzing_finds_no_server_error(tiny_model_dir):
 
         check()
     assert not failures, failures
-    assert {label for label, _ in seen} >= {"POST /v1/classify", "POST /v1/analyze", "GET /v1/models", "GET /healthz"}
+    assert {label for label, _ in seen} >= {"POST /v1/classify", "POST /v1/analyze", "GET /v1/models", "GET /healthz",
+                                            "GET /v1/voices", "POST /v1/voices", "DELETE /v1/voices/{name}"}
     assert len(seen) >= 40
 
 

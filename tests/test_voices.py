@@ -191,3 +191,78 @@ def test_an_enrolled_actor_is_named_in_a_new_recording_and_others_are_not(tmp_pa
     # the enrolled actor, named (what is missing is speech the diarizer missed or gave the other speaker)
     assert named["01"] / talk["01"] >= 0.75, (named, talk)
     assert named["04"] / talk["04"] <= 0.05, (named, talk)  # the other actor, not
+
+
+@pytest.fixture(scope="module")
+def two_voices(tmp_path_factory):
+    """espeak-ng's en-us+m1 ("Ben") and en+f5: CAM++ puts them far apart (cosine ~0.25) and each
+    voice close to itself in other words (~0.9). Enrolment clip, and a conversation of both."""
+    from audiogen import speak, write
+    from ser.analysis.demo import conversation
+
+    d = tmp_path_factory.mktemp("voices")
+    ben = write(d / "ben.wav", speak("Good morning, I have wonderful news about the grant we asked for.", "en-us+m1",
+                                     pitch=30), 16000, "wav")
+    lines = ["We should send the budget to the office before Monday.", "I can call them tomorrow morning.",
+             "The printer on the second floor is broken again.", "Then we will use the one in the library."]
+    clips = [(speak(t, "en-us+m1" if k % 2 == 0 else "en+f5", pitch=30 if k % 2 == 0 else 70), str(k % 2), None)
+             for k, t in enumerate(lines * 2)]
+    y, ref = conversation(clips, seed=5)
+    talk = write(d / "talk.wav", y, 16000, "wav")
+    return ben, talk, ref
+
+
+def test_cli_enrols_and_analyze_names_and_summarises(two_voices, tmp_path, monkeypatch, tiny_model_dir):
+    from ser.cli import main
+
+    ben, talk, _ = two_voices
+    db = tmp_path / "h.sqlite"
+    monkeypatch.setenv("SER_HISTORY_DB", str(db))
+    assert main(["voices", "list"]) == 0 and VoiceLibrary(db).list() == []
+    assert main(["voices", "add", "Ben", str(ben)]) == 0
+    assert [v.name for v in VoiceLibrary(db).list()] == ["Ben"]
+    assert main(["voices", "add", "SPEAKER_03", str(ben)]) == 2  # an anonymous label is not a name
+    copy = tmp_path / "again.wav"
+    copy.write_bytes(talk.read_bytes()[:-2] + b"\0\0")  # another file (its own output), the same voices
+    out = tmp_path / "out"
+    assert main(["analyze", str(talk), str(copy), "--speakers", "2", "--model", str(tiny_model_dir), "--out", str(out),
+                 "--quiet"]) == 0
+    d = json.loads((out / "talk.json").read_text())
+    assert "Ben" in d["speakers"] and len(d["speakers"]) == 2
+    named = [m for m in d["provenance"]["voices"]["speakers"] if m["status"] == "named"]
+    assert [m["voice"] for m in named] == ["Ben"] and named[0]["score"] >= 0.55
+    import csv
+
+    rows = list(csv.DictReader(open(out / "voices.csv", encoding="utf-8")))
+    assert [r["voice"] for r in rows] == ["Ben", "Ben"] and float(rows[0]["talk_s"]) > 5
+    assert {r["voices"] for r in csv.DictReader(open(out / "summary.csv", encoding="utf-8"))} == {"Ben"}
+    out2 = tmp_path / "anon"
+    assert main(["analyze", str(talk), "--speakers", "2", "--voices", "none", "--model", str(tiny_model_dir),
+                 "--out", str(out2), "--quiet"]) == 0
+    d2 = json.loads((out2 / "talk.json").read_text())
+    assert "Ben" not in d2["speakers"] and "voices" not in d2["provenance"]
+    assert main(["voices", "rename", "Ben", "Benjamin"]) == 0 and main(["voices", "delete", "Benjamin"]) == 0
+    assert VoiceLibrary(db).list() == []
+
+
+def test_api_voices(two_voices, tmp_path, monkeypatch, tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from ser.serve.api import APISettings, create_app
+
+    ben, talk, _ = two_voices
+    monkeypatch.setenv("SER_HISTORY_DB", str(tmp_path / "h.sqlite"))
+    c = TestClient(create_app(APISettings(model=str(tiny_model_dir), device="cpu", workers=1)))
+    r = c.post("/v1/voices", data={"name": "Ben"}, files=[("files", ("ben.wav", ben.read_bytes(), "audio/wav"))])
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "Ben" and r.json()["samples"] == 1
+    assert [v["name"] for v in c.get("/v1/voices").json()["voices"]] == ["Ben"]
+    bad = c.post("/v1/voices", data={"name": "Ben"}, files=[("files", ("x.wav", b"not audio", "audio/wav"))])
+    assert bad.status_code == 400 and "error" in bad.json()
+    a = c.post("/v1/analyze", files={"file": ("talk.wav", talk.read_bytes(), "audio/wav")}, data={"speakers": "2"})
+    assert a.status_code == 200, a.text
+    assert "Ben" in a.json()["speakers"]
+    a = c.post("/v1/analyze", files={"file": ("talk.wav", talk.read_bytes(), "audio/wav")},
+               data={"speakers": "2", "voices": "false"})
+    assert "Ben" not in a.json()["speakers"]
+    assert c.delete("/v1/voices/Ben").status_code == 200 and c.delete("/v1/voices/Ben").status_code == 404
