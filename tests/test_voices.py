@@ -266,3 +266,30 @@ def test_api_voices(two_voices, tmp_path, monkeypatch, tiny_model_dir):
                data={"speakers": "2", "voices": "false"})
     assert "Ben" not in a.json()["speakers"]
     assert c.delete("/v1/voices/Ben").status_code == 200 and c.delete("/v1/voices/Ben").status_code == 404
+
+
+def test_voices_page_lists_renames_and_charts_a_voice_across_recordings(make_app, tmp_path):
+    """The Known voices page under AppTest: the library's voices, a rename, and a voice's emotion
+    mix across two saved analyses (in time order, with its CSV)."""
+    import os
+
+    from ser.analysis.result import Analysis, EmotionSegment
+
+    page = make_app()
+    db = os.environ["SER_HISTORY_DB"]
+    VoiceLibrary(db).add("Maria", [(_vec(1), 6.0, "clip <b>m</b>.wav")])
+    h = History(db)
+    for k, p in enumerate((0.8, 0.3)):
+        probs = {"happy": p, "sad": 1 - p}
+        h.save(Analysis(f"session{k}.wav", 10.0, ["happy", "sad"], [SpeakerTurn(0, 8, "Maria")],
+                        [EmotionSegment(0, 8, "Maria", "happy" if p > 0.5 else "sad", probs)],
+                        provenance={"audio": {"sha256": f"{k}" * 64}, "voices": {"library": 1, "speakers": [
+                            {"speaker": "SPEAKER_00", "status": "named", "voice": "Maria", "score": 0.7}]}}), {})
+    page.switch_page("pages/voices.py").run()
+    assert not page.exception and page.title[0].value == "Known voices", [e.value for e in page.error]
+    table, across = (d.value for d in page.dataframe)  # the library, then the voice across recordings
+    assert list(table["voice"]) == ["Maria"] and table["from"][0] == "clip <b>m</b>.wav"  # shown as text
+    assert list(across["recording"]) == ["session0.wav", "session1.wav"] and list(across["p_happy"]) == [0.8, 0.3]
+    page.text_input(key="voices_rename_new").set_value("Maria G.")
+    page.button[[b.label for b in page.button].index("Rename")].click().run()
+    assert not page.exception and [v.name for v in VoiceLibrary(db).list()] == ["Maria G."]
