@@ -75,7 +75,7 @@ def collect(n_calib: int, n_eval: int) -> None:
     from ser.audio.decode import load_audio
     from ser.diarization.backends import BuiltinDiarizer
     from ser.diarization.simulate import simulate, speaker_pool
-    from ser.diarization.voices import clip_vector, speaker_vectors
+    from ser.diarization.voices import clip_vector, speaker_vectors, stretch_vectors
 
     pool = speaker_pool(SHARED)
     parts, enrol = halves(pool)
@@ -93,11 +93,13 @@ def collect(n_calib: int, n_eval: int) -> None:
             sim = simulate(parts[half], seed)
             emb = dia.embed(sim.y, 16000)
             turns = dia.assign(emb)
-            vecs = speaker_vectors(sim.y, 16000, turns)
+            stretches = stretch_vectors(sim.y, 16000, turns)
+            vecs = speaker_vectors(sim.y, 16000, turns, stretches)
             convs.append({"half": half, "seed": seed, "uri": sim.uri, "duration_s": len(sim.y) / 16000,
                           "ref": [(t.start_s, t.end_s, t.speaker) for t in sim.turns],
                           "hyp": [(t.start_s, t.end_s, t.speaker) for t in turns],
                           "vectors": {s: (v.tolist(), sec) for s, (v, sec) in vecs.items()},
+                          "stretches": [(x.speaker, x.start, x.end, x.vector.tolist()) for x in stretches],
                           "info": {k: sim.info[k] for k in ("corpus", "speakers", "overlap_fraction")}})
             print(f"{half} {seed}: {len(sim.y) / 16000:.0f} s, {sim.info['speakers']} speakers, found "
                   f"{len({t.speaker for t in turns})}, {time.time() - t0:.1f} s", flush=True)
@@ -105,6 +107,27 @@ def collect(n_calib: int, n_eval: int) -> None:
     np.savez_compressed(CACHE, convs=np.array(json.dumps(convs)),
                         clips=np.array(json.dumps({k: [v.tolist() for v in vs] for k, vs in clip_vecs.items()})))
     print("wrote", CACHE)
+
+
+def add_stretches() -> None:
+    """Add the solo stretches' embeddings to a collection made before they were kept (the same
+    seeded conversations, re-simulated; the diarization is taken from the collection)."""
+    from ser.analysis.result import SpeakerTurn
+    from ser.diarization.simulate import simulate, speaker_pool
+    from ser.diarization.voices import stretch_vectors
+
+    convs, clips = load()
+    parts, _ = halves(speaker_pool(SHARED))
+    for c in convs:
+        if "stretches" in c:
+            continue
+        sim = simulate(parts[c["half"]], c["seed"])
+        assert abs(len(sim.y) / 16000 - c["duration_s"]) < 1e-6
+        st = stretch_vectors(sim.y, 16000, [SpeakerTurn(a, b, s) for a, b, s in c["hyp"]])
+        c["stretches"] = [(x.speaker, x.start, x.end, x.vector.tolist()) for x in st]
+        print(c["uri"], len(st), "stretches", flush=True)
+    np.savez_compressed(CACHE, convs=np.array(json.dumps(convs)),
+                        clips=np.array(json.dumps({k: [v.tolist() for v in vs] for k, vs in clips.items()})))
 
 
 def load():
@@ -150,12 +173,13 @@ def _grid(turns, n: int, names: list[str]) -> np.ndarray:
 
 def score_conv(conv: dict, voices, enrolled: list[str], th) -> dict:
     from ser.analysis.result import SpeakerTurn
-    from ser.diarization.voices import apply, identify
+    from ser.diarization.voices import Stretch, apply, identify, pool, screen
 
     hyp = [SpeakerTurn(a, b, s) for a, b, s in conv["hyp"]]
-    vecs = {s: (np.asarray(v, np.float32), sec) for s, (v, sec) in conv["vectors"].items()}
+    stretches = [Stretch(s, a, b, np.asarray(v, np.float32)) for s, a, b, v in conv["stretches"]]
+    vecs = pool(stretches)
     matches = identify(hyp, vecs, voices, th)
-    out_turns = apply(hyp, matches)
+    out_turns = screen(apply(hyp, matches), stretches, matches, voices, th.stretch_floor)
     n = int(round(conv["duration_s"] * 100)) + 1
     refs = sorted({r[2] for r in conv["ref"]})
     R = _grid(conv["ref"], n, refs)
@@ -251,23 +275,27 @@ def trials(convs, clips) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["collect", "calibrate", "score"])
+    ap.add_argument("what", choices=["collect", "stretches", "calibrate", "score"])
     ap.add_argument("--n-calib", type=int, default=30)
     ap.add_argument("--n-eval", type=int, default=40)
     ap.add_argument("--accept", type=float)
     ap.add_argument("--uncertain", type=float)
     ap.add_argument("--merge", type=float)
+    ap.add_argument("--stretch-floor", type=float)
     a = ap.parse_args()
     if a.what == "collect":
         collect(a.n_calib, a.n_eval)
+        return
+    if a.what == "stretches":
+        add_stretches()
         return
     from ser.diarization.voices import Thresholds
 
     convs, clips = load()
     calib = [c for c in convs if c["half"] == "calib"]
     ev = [c for c in convs if c["half"] == "eval"]
-    th = Thresholds(**{k: v for k, v in (("accept", a.accept), ("uncertain", a.uncertain), ("merge", a.merge))
-                       if v is not None})
+    th = Thresholds(**{k: v for k, v in (("accept", a.accept), ("uncertain", a.uncertain), ("merge", a.merge),
+                                         ("stretch_floor", a.stretch_floor)) if v is not None})
     if a.what == "calibrate":
         gen, imp = trials(calib, clips)
         print(f"genuine {len(gen)}: mean {gen.mean():.3f} 5th pct {np.percentile(gen, 5):.3f} min {gen.min():.3f}")
@@ -293,7 +321,7 @@ def main() -> None:
                 continue
             print(half, case, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                if k != "conversations"})
-    OUT.write_text(json.dumps(res, indent=1))
+    OUT.write_text(json.dumps(res, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     print("wrote", OUT)
 
 

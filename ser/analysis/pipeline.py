@@ -300,18 +300,19 @@ def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[
               progress: Progress) -> tuple[list[SpeakerTurn], dict]:
     """Known voices: one embedding per diarized speaker (cached per recording and turns), matched
     with the enrolled voices; the renamed turns and the provenance of the decision."""
-    from ser.diarization.voices import Thresholds, apply, fingerprint, identify, speaker_vectors
+    from ser.diarization.voices import Thresholds, apply, fingerprint, identify, pool, screen, stretch_vectors
 
     progress("voices", 0.0)
     th = Thresholds()
-    vecs = stage("speaker_vectors", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns])),
-                 lambda: speaker_vectors(y, sr, turns))
-    matches = identify(turns, vecs, voices, th)
+    stretches = stage("speaker_stretches", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns])),
+                      lambda: stretch_vectors(y, sr, turns))
+    matches = identify(turns, pool(stretches), voices, th)
+    named = screen(apply(turns, matches), stretches, matches, voices, th.stretch_floor)
     for m in matches:  # the three closest voices are enough to explain a decision
         m.candidates = dict(sorted(m.candidates.items(), key=lambda kv: -kv[1])[:3])
     progress("voices", 1.0)
-    return apply(turns, matches), {"library": len(voices), "fingerprint": fingerprint(voices, th),
-                                   "thresholds": dict(th.__dict__), "speakers": [m.to_dict() for m in matches]}
+    return named, {"library": len(voices), "fingerprint": fingerprint(voices, th),
+                   "thresholds": dict(th.__dict__), "speakers": [m.to_dict() for m in matches]}
 
 
 def _adjusting(progress: Progress) -> Progress:
