@@ -293,3 +293,24 @@ def test_voices_page_lists_renames_and_charts_a_voice_across_recordings(make_app
     page.text_input(key="voices_rename_new").set_value("Maria G.")
     page.button[[b.label for b in page.button].index("Rename")].click().run()
     assert not page.exception and [v.name for v in VoiceLibrary(db).list()] == ["Maria G."]
+
+
+def test_a_strangers_stretch_in_a_named_speaker_goes_back_to_an_anonymous_speaker():
+    """The diarizer put someone else's turn (10-14 s) in SPEAKER_00's cluster: the name stays on
+    Maria's own turns only; that turn goes to the unnamed speaker it sounds like."""
+    from ser.diarization.voices import Stretch, pool, screen
+
+    maria, tom = _vec(40), _vec(41)
+    voices = [Voice("Maria", maria)]
+    turns = _turns((0, 5, "SPEAKER_00"), (5, 10, "SPEAKER_01"), (10, 14, "SPEAKER_00"), (14, 20, "SPEAKER_00"))
+    st = [Stretch("SPEAKER_00", 0, 500, _near(maria, 0.8, 1)), Stretch("SPEAKER_01", 500, 1000, _near(tom, 0.9, 2)),
+          Stretch("SPEAKER_00", 1000, 1400, _near(tom, 0.85, 3)), Stretch("SPEAKER_00", 1400, 2000, _near(maria, 0.8, 4))]
+    th = Thresholds(accept=0.55, uncertain=0.45, merge=0.6)
+    m = identify(turns, pool(st), voices, th)
+    assert [x.status for x in m] == ["named", "unknown"]
+    out = screen(apply(turns, m), st, m, voices, th.stretch_floor)
+    assert [(t.start_s, t.end_s, t.speaker) for t in out] == [(0, 5, "Maria"), (5, 14, "SPEAKER_01"), (14, 20, "Maria")]
+    assert all(type(t.start_s) is float for t in out)
+    st[2] = Stretch("SPEAKER_00", 1000, 1400, _vec(42))  # like nobody here: keeps the cluster's own label
+    out = screen(apply(turns, m := identify(turns, pool(st), voices, th)), st, m, voices, th.stretch_floor)
+    assert [t.speaker for t in out] == ["Maria", "SPEAKER_01", "SPEAKER_00", "Maria"]

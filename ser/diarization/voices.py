@@ -315,7 +315,7 @@ def screen(turns: list[SpeakerTurn], stretches: list[Stretch], matches: list[Mat
     for lab, a in act.items():
         x = np.diff(np.concatenate([[0], a.astype(np.int8), [0]]))
         for s0, s1 in zip(np.flatnonzero(x == 1), np.flatnonzero(x == -1)):
-            keep.append(SpeakerTurn(round(s0 * FRAME_S, 3), round(s1 * FRAME_S, 3), lab))
+            keep.append(SpeakerTurn(round(float(s0) * FRAME_S, 3), round(float(s1) * FRAME_S, 3), lab))
     return sorted(keep, key=lambda t: (t.start_s, t.speaker))
 
 
