@@ -3,6 +3,7 @@
     python bench/voices_eval.py collect [--n-calib 30] [--n-eval 40]   # diarize, embed (slow, ~10 min)
     python bench/voices_eval.py calibrate                               # thresholds from the calibration half
     python bench/voices_eval.py score [--accept A --uncertain U --merge M]  # the evaluation half
+    python bench/voices_eval.py speed [--runs 5]                        # what naming costs an analysis
 
 Protocol. The speakers of the three acted corpora in ``../shared/data`` (ASED 65, EmoDB 10,
 RAVDESS 20) are split per corpus into two halves (sorted speaker IDs, alternating): the
@@ -273,9 +274,45 @@ def trials(convs, clips) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(gen), np.asarray(imp)
 
 
+def speed(runs: int) -> None:
+    """The analysis with and without a library of 10 voices, warm, idle and with one busy process:
+    the 30-s AMI excerpt and the 10-min recording of bench/contention.py; median and range."""
+    import statistics
+
+    from contention import recording, start_load, stop_load
+    from ser.analysis.pipeline import analyze
+    from ser.audio.decode import load_audio
+    from ser.diarization.voices import Voice, unit
+
+    rng = np.random.default_rng(0)
+    voices = [Voice(f"voice{k}", unit(rng.standard_normal(192))) for k in range(10)]
+    out = {}
+    for seconds in (30, 600):
+        audio = load_audio(recording(seconds))
+        analyze(audio, cache=None, voices=voices)  # warm
+        for case in ("idle", "busy1"):
+            load = start_load(case)
+            try:
+                for with_voices in (False, True):
+                    totals, stage = [], []
+                    for _ in range(runs):
+                        a = analyze(audio, cache=None, voices=voices if with_voices else None)
+                        totals.append(a.provenance["timings_s"]["total_s"])
+                        stage.append(a.provenance["timings_s"].get("voices_s", 0.0))
+                    key = f"{seconds}s/{case}/{'voices' if with_voices else 'none'}"
+                    out[key] = {"median_s": statistics.median(totals), "min_s": min(totals), "max_s": max(totals),
+                                "voices_stage_median_s": statistics.median(stage)}
+                    print(key, out[key], flush=True)
+            finally:
+                stop_load(load)
+    (ROOT / "bench" / "results" / "voices_speed.json").write_text(json.dumps(
+        {"machine": "2-core AMD EPYC, no GPU", "runs": runs, "library": "10 voices", "results": out}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["collect", "stretches", "calibrate", "score"])
+    ap.add_argument("what", choices=["collect", "stretches", "calibrate", "score", "speed"])
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--n-calib", type=int, default=30)
     ap.add_argument("--n-eval", type=int, default=40)
     ap.add_argument("--accept", type=float)
@@ -285,6 +322,10 @@ def main() -> None:
     a = ap.parse_args()
     if a.what == "collect":
         collect(a.n_calib, a.n_eval)
+        return
+    if a.what == "speed":
+        sys.path.insert(0, str(ROOT / "bench"))
+        speed(a.runs)
         return
     if a.what == "stretches":
         add_stretches()
