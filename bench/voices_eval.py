@@ -94,7 +94,7 @@ def collect(n_calib: int, n_eval: int) -> None:
             sim = simulate(parts[half], seed)
             emb = dia.embed(sim.y, 16000)
             turns = dia.assign(emb)
-            stretches = stretch_vectors(sim.y, 16000, turns)
+            stretches = stretch_vectors(sim.y, 16000, turns, emb)  # as the pipeline: the diarizer's windows
             vecs = speaker_vectors(sim.y, 16000, turns, stretches)
             convs.append({"half": half, "seed": seed, "uri": sim.uri, "duration_s": len(sim.y) / 16000,
                           "ref": [(t.start_s, t.end_s, t.speaker) for t in sim.turns],

@@ -305,9 +305,10 @@ def test_a_strangers_stretch_in_a_named_speaker_goes_back_to_an_anonymous_speake
     turns = _turns((0, 5, "SPEAKER_00"), (5, 10, "SPEAKER_01"), (10, 14, "SPEAKER_00"), (14, 20, "SPEAKER_00"))
     st = [Stretch("SPEAKER_00", 0, 500, _near(maria, 0.8, 1)), Stretch("SPEAKER_01", 500, 1000, _near(tom, 0.9, 2)),
           Stretch("SPEAKER_00", 1000, 1400, _near(tom, 0.85, 3)), Stretch("SPEAKER_00", 1400, 2000, _near(maria, 0.8, 4))]
-    th = Thresholds(accept=0.55, uncertain=0.45, merge=0.6)
+    th = Thresholds(accept=0.55, uncertain=0.45, merge=0.6, stretch_floor=0.4)
     m = identify(turns, pool(st), voices, th)
     assert [x.status for x in m] == ["named", "unknown"]
+    assert screen(apply(turns, m), st, m, voices, None) == apply(turns, m)  # off: the names as matched
     out = screen(apply(turns, m), st, m, voices, th.stretch_floor)
     assert [(t.start_s, t.end_s, t.speaker) for t in out] == [(0, 5, "Maria"), (5, 14, "SPEAKER_01"), (14, 20, "Maria")]
     assert all(type(t.start_s) is float for t in out)

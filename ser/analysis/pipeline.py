@@ -200,6 +200,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         dia_settings = dia.settings()
         counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
         t0 = time.perf_counter()
+        emb = None
         if isinstance(dia, BuiltinDiarizer):
             emb = stage("embeddings", (digest, _key(dia_settings)), lambda: dia.embed(y, sr, progress=progress))
             turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
@@ -211,7 +212,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         identification = None
         if voices:
             t0 = time.perf_counter()
-            turns, identification = _identify(stage, y, sr, digest, turns, list(voices), progress)
+            turns, identification = _identify(stage, y, sr, digest, turns, list(voices), progress, emb)
             timings["voices_s"] = time.perf_counter() - t0
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
@@ -297,15 +298,17 @@ def _transcript(stage: Callable, audio: Audio, digest: str, turns: list[SpeakerT
 
 
 def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[SpeakerTurn], voices: list,
-              progress: Progress) -> tuple[list[SpeakerTurn], dict]:
-    """Known voices: one embedding per diarized speaker (cached per recording and turns), matched
-    with the enrolled voices; the renamed turns and the provenance of the decision."""
+              progress: Progress, emb: Any = None) -> tuple[list[SpeakerTurn], dict]:
+    """Known voices: one embedding per solo stretch of each diarized speaker (cached per recording
+    and turns; from the builtin diarizer's own window embeddings ``emb`` where it has them),
+    matched with the enrolled voices; the renamed turns and the provenance of the decision."""
     from ser.diarization.voices import Thresholds, apply, fingerprint, identify, pool, screen, stretch_vectors
 
     progress("voices", 0.0)
     th = Thresholds()
-    stretches = stage("speaker_stretches", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns])),
-                      lambda: stretch_vectors(y, sr, turns))
+    stretches = stage("speaker_stretches", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns]),
+                                            emb is not None),
+                      lambda: stretch_vectors(y, sr, turns, emb))
     matches = identify(turns, pool(stretches), voices, th)
     named = screen(apply(turns, matches), stretches, matches, voices, th.stretch_floor)
     for m in matches:  # the three closest voices are enough to explain a decision

@@ -39,7 +39,10 @@ MIN_SPEECH_S = 2.0  # a speaker with less solo speech is never named
 ACCEPT = 0.60
 UNCERTAIN = 0.45
 MERGE = 0.55
-STRETCH_FLOOR = 0.40  # a named speaker's solo stretch less like the voice than this …
+# The stretch screen (:func:`screen`) is off by default: it took ~0.6-0.9 points of strangers'
+# speech out of named speakers but made the diarization of 3 of 30 (calibration) and 6 of 40
+# (evaluation) conversations worse, where naming alone makes none worse (docs/voices.md).
+STRETCH_FLOOR = 0.40  # when on: a named speaker's solo stretch less like the voice than this …
 CLUSTER_FLOOR = 0.50  # … and less like the rest of its cluster than this is someone else …
 REHOME = 0.5  # … and goes to the unnamed speaker it is at least this like, if any
 MAX_MERGE_OVERLAP = 0.1  # share of the smaller speaker's talk time spent overlapping the other
@@ -63,7 +66,7 @@ class Thresholds:
     uncertain: float = UNCERTAIN
     merge: float = MERGE
     min_speech_s: float = MIN_SPEECH_S
-    stretch_floor: float = STRETCH_FLOOR
+    stretch_floor: float | None = None  # the stretch screen: off (None), or e.g. STRETCH_FLOOR
 
 
 @dataclass
@@ -175,22 +178,39 @@ class Stretch:
         return (self.end - self.start) * FRAME_S
 
 
-def stretch_vectors(y: np.ndarray, sr: int, turns: list[SpeakerTurn]) -> list[Stretch]:
-    """Every solo stretch of 0.5 s or more, each with the unit mean of its windows' CAM++ embeddings."""
+def stretch_vectors(y: np.ndarray, sr: int, turns: list[SpeakerTurn], emb=None) -> list[Stretch]:
+    """Every solo stretch of 0.5 s or more, each with the unit mean of its windows' CAM++ embeddings.
+
+    ``emb``: the builtin diarizer's :class:`~ser.diarization.base.Embeddings` of the same audio;
+    a stretch then takes the diarizer's windows whose centre falls in it (the same network on the
+    same 1.5-s windows: no second pass), and only stretches without one are embedded here."""
     from ser.diarization import campplus
 
     if not turns:
         return []
-    feats = campplus.fbank(np.asarray(y, np.float32), sr)
-    runs = [(s, a, b) for s, rs in solo_stretches(turns, len(feats)).items() for a, b in rs]
-    windows, owner = [], []
-    for k, (_, a, b) in enumerate(runs):
-        for w in _windows(a, b, len(feats)):
-            windows.append(w)
-            owner.append(k)
-    vecs = _embed(feats, windows)
-    owner_arr = np.asarray(owner)
-    return [Stretch(s, a, b, unit(vecs[owner_arr == k].mean(0))) for k, (s, a, b) in enumerate(runs)]
+    n_frames = 1 + max(0, (len(y) - sr // 40) // (sr // 100))
+    runs = [(s, a, b) for s, rs in solo_stretches(turns, n_frames).items() for a, b in rs]
+    vectors: dict[int, np.ndarray] = {}
+    if emb is not None and len(getattr(emb, "windows", ())) and emb.vectors.shape[1:] == (campplus.EMBED_DIM,):
+        mid = (emb.windows[:, 0] + emb.windows[:, 1]) / 2
+        for k, (_, a, b) in enumerate(runs):
+            sel = (mid >= a) & (mid < b)
+            if sel.any():
+                vectors[k] = unit(emb.vectors[sel].mean(0))
+    todo = [k for k in range(len(runs)) if k not in vectors]
+    if todo:
+        feats = campplus.fbank(np.asarray(y, np.float32), sr)
+        windows, owner = [], []
+        for k in todo:
+            _, a, b = runs[k]
+            for w in _windows(a, b, len(feats)):
+                windows.append(w)
+                owner.append(k)
+        vecs = _embed(feats, windows)
+        owner_arr = np.asarray(owner)
+        for k in todo:
+            vectors[k] = unit(vecs[owner_arr == k].mean(0))
+    return [Stretch(s, a, b, vectors[k]) for k, (s, a, b) in enumerate(runs)]
 
 
 def speaker_vectors(y: np.ndarray, sr: int, turns: list[SpeakerTurn],
@@ -274,13 +294,16 @@ def apply(turns: list[SpeakerTurn], matches: list[Match]) -> list[SpeakerTurn]:
 
 
 def screen(turns: list[SpeakerTurn], stretches: list[Stretch], matches: list[Match], voices: list[Voice],
-           floor: float = STRETCH_FLOOR) -> list[SpeakerTurn]:
+           floor: float | None = STRETCH_FLOOR) -> list[SpeakerTurn]:
     """Turns after :func:`apply`, with the solo stretches of a named (or merged) speaker that are
     unlike the voice (cosine below ``floor``) and unlike the rest of their cluster (below
     ``CLUSTER_FLOOR``) given to the unnamed speaker they are most like, or back to the diarizer's
     anonymous label: the diarizer sometimes puts another person's turn in a speaker's cluster,
     and the name must not go with it. On the calibration set this took ~40 % of such strangers'
-    speech out of the named speakers for 0.3 % of the named speakers' own (docs/voices.md)."""
+    speech out of the named speakers for 0.3 % of the named speakers' own, but it made some
+    conversations' diarization worse, so analyses leave it off (``Thresholds.stretch_floor``)."""
+    if floor is None:
+        return turns
     voice = {v.name: v.vector for v in voices}
     name_of = {m.speaker: m.voice for m in matches if m.status in ("named", "merged") and m.voice in voice}
     sums: dict[str, np.ndarray] = {}
