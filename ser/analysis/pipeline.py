@@ -200,20 +200,15 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         dia_settings = dia.settings()
         counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
         t0 = time.perf_counter()
-        emb = None
-        if isinstance(dia, BuiltinDiarizer):
-            emb = stage("embeddings", (digest, _key(dia_settings)), lambda: dia.embed(y, sr, progress=progress))
-            turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
-                          lambda: dia.assign(emb, progress=progress, **counts))
-        else:
-            turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
-                          lambda: dia(y, sr, progress=progress, **counts))
+        builtin = isinstance(dia, BuiltinDiarizer)  # its embeddings are a stage of their own
+        emb = stage("embeddings", (digest, _key(dia_settings)), lambda: dia.embed(y, sr, progress=progress)) \
+            if builtin else None
+        turns = stage("turns", (digest, _key(dia_settings), _key(counts)),
+                      (lambda: dia.assign(emb, progress=progress, **counts)) if builtin
+                      else (lambda: dia(y, sr, progress=progress, **counts)))
         timings["diarization_s"] = time.perf_counter() - t0
-        identification = None
-        if voices:
-            t0 = time.perf_counter()
-            turns, identification = _identify(stage, y, sr, digest, turns, list(voices), progress, emb)
-            timings["voices_s"] = time.perf_counter() - t0
+        turns, identification = (_identify(stage, y, sr, digest, turns, list(voices), progress, emb, timings)
+                                 if voices else (turns, None))
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
         if adapt != "none":
@@ -263,8 +258,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "timings_s": {**{k: round(v, 3) for k, v in timings.items()},
                           "total_s": round(time.perf_counter() - t_start, 3)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **({"transcript": transcript} if transcript else {}),
-            **({"voices": identification} if identification else {}),
+            **{k: v for k, v in (("transcript", transcript), ("voices", identification)) if v},
         }
         return Analysis(name=audio.name or name or "audio", duration_s=round(audio.duration_s, 3),
                         labels=list(em.labels), turns=list(turns), segments=segments, windows=window_segs,
@@ -298,13 +292,14 @@ def _transcript(stage: Callable, audio: Audio, digest: str, turns: list[SpeakerT
 
 
 def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[SpeakerTurn], voices: list,
-              progress: Progress, emb: Any = None) -> tuple[list[SpeakerTurn], dict]:
+              progress: Progress, emb: Any, timings: dict) -> tuple[list[SpeakerTurn], dict]:
     """Known voices: one embedding per solo stretch of each diarized speaker (cached per recording
     and turns; from the builtin diarizer's own window embeddings ``emb`` where it has them),
     matched with the enrolled voices; the renamed turns and the provenance of the decision."""
     from ser.diarization.voices import Thresholds, apply, fingerprint, identify, pool, screen, stretch_vectors
 
     progress("voices", 0.0)
+    t0 = time.perf_counter()
     th = Thresholds()
     stretches = stage("speaker_stretches", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns]),
                                             emb is not None),
@@ -314,6 +309,7 @@ def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[
     for m in matches:  # the three closest voices are enough to explain a decision
         m.candidates = dict(sorted(m.candidates.items(), key=lambda kv: -kv[1])[:3])
     progress("voices", 1.0)
+    timings["voices_s"] = time.perf_counter() - t0
     return named, {"library": len(voices), "fingerprint": fingerprint(voices, th),
                    "thresholds": dict(th.__dict__), "speakers": [m.to_dict() for m in matches]}
 

@@ -89,7 +89,7 @@ def library_voices(choice: str, db: str | None = None) -> list:
     empty (reading it never creates it); ``none`` = none."""
     if choice == "none":
         return []
-    from ser.serve.history import default_path
+    from ser.serve.store import default_path
     from ser.serve.voices import VoiceLibrary
 
     path = Path(db) if db else default_path()

@@ -423,6 +423,16 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
                   "voices": voices}
         return await run_limited(service.analyze, data, file.filename or "upload", params)
 
+    _add_voice_routes(app, check_key, read_upload, run_limited, max_bytes)
+
+    app.state.settings = s
+    app.state.gate = gate
+    return app
+
+
+def _add_voice_routes(app: FastAPI, check_key, read_upload, run_limited, max_bytes: int) -> None:
+    """``/v1/voices``: the server's voice library (ser.serve.voices; the single-user library)."""
+
     @app.get("/v1/voices")
     def list_voices(request: Request) -> dict:
         check_key(request)
@@ -436,7 +446,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
                         ) -> dict:
         check_key(request)
         clips = [(await read_upload(f), f.filename or "upload") for f in files]
-        return await run_limited(_enrol, name, clips)
+        return await run_limited(_enrol, name, clips, max_bytes)
 
     @app.delete("/v1/voices/{name}")
     def delete_voice(request: Request, name: str) -> dict:
@@ -447,22 +457,19 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
             raise APIError(404, "not_found", "No voice by that name in the library.")
         return {"deleted": name}
 
-    def _enrol(name: str, clips: list[tuple[bytes, str]]) -> dict:
-        from ser.audio.decode import AudioLimits, load_audio
-        from ser.diarization.voices import check_name, clip_vector
-        from ser.serve.voices import VoiceLibrary
 
-        name = check_name(name)
-        samples = []
-        for data, fname in clips:
-            audio = load_audio(data, name=fname, limits=AudioLimits(max_bytes=max_bytes, max_duration_s=600.0))
-            vec, seconds = clip_vector(audio.y, audio.sr)
-            samples.append((vec, seconds, f"clip {fname}"))
-        return VoiceLibrary().add(name, samples).__dict__
+def _enrol(name: str, clips: list[tuple[bytes, str]], max_bytes: int) -> dict:
+    from ser.audio.decode import AudioLimits, load_audio
+    from ser.diarization.voices import check_name, clip_vector
+    from ser.serve.voices import VoiceLibrary
 
-    app.state.settings = s
-    app.state.gate = gate
-    return app
+    name = check_name(name)
+    samples = []
+    for data, fname in clips:
+        audio = load_audio(data, name=fname, limits=AudioLimits(max_bytes=max_bytes, max_duration_s=600.0))
+        vec, seconds = clip_vector(audio.y, audio.sr)
+        samples.append((vec, seconds, f"clip {fname}"))
+    return VoiceLibrary().add(name, samples).__dict__
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: APISettings | None = None) -> None:

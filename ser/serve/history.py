@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ser.analysis.result import Analysis
 from ser.errors import DataError
+from ser.serve.store import default_path, private_file as _private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -42,11 +43,6 @@ CREATE INDEX IF NOT EXISTS analyses_audio ON analyses (audio_sha256);
 """
 
 
-def default_path() -> Path:
-    env = os.environ.get("SER_HISTORY_DB")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ser" / "history.sqlite"
-
-
 @dataclass(frozen=True)
 class Entry:
     id: int
@@ -59,26 +55,6 @@ class Entry:
     speakers: int
     turns: int
     owner: str | None = None
-
-
-def _private_file(path: Path) -> None:
-    """The database (which can hold people's voices) readable by its owner alone: a folder this
-    creates is 0700 (so is ser's own ~/.cache/ser), the file 0600 (SQLite gives its -wal and -shm
-    files the same mode). A folder you chose yourself keeps its mode."""
-    import contextlib
-
-    folder = path.parent
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if created or folder == Path.home() / ".cache" / "ser":
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(OSError):
-            if p.exists() and p.stat().st_mode & 0o077:
-                os.chmod(p, 0o600)
 
 
 class History:

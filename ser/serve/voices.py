@@ -62,11 +62,11 @@ class VoiceLibrary:
     """Named voices in ``path`` (default: the History database, ``$SER_HISTORY_DB``)."""
 
     def __init__(self, path: str | Path | None = None):
-        from ser.serve.history import _private_file, default_path
+        from ser.serve.store import default_path, private_file
 
         self.path = Path(path) if path else default_path()
         try:
-            _private_file(self.path)
+            private_file(self.path)
             with self._connect() as db:
                 db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
