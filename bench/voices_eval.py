@@ -138,13 +138,37 @@ def load():
     return convs, clips
 
 
-def library(conv: dict, clips: dict, case: str):
+def turn_enrolments(convs: list[dict]) -> dict[str, list[tuple[str, np.ndarray, float]]]:
+    """Per reference speaker, the diarized speakers (in any conversation) whose speech is mostly
+    theirs: ``(uri, embedding, solo seconds)`` — what "This is …" on the Analyze page enrols."""
+    out: dict[str, list] = {}
+    for c in convs:
+        for s, (v, sec) in c["vectors"].items():
+            ov: dict[str, float] = {}
+            for a, b, h in c["hyp"]:
+                if h == s:
+                    for ra, rb, r in c["ref"]:
+                        ov[r] = ov.get(r, 0.0) + max(0.0, min(b, rb) - max(a, ra))
+            if ov and max(ov.values()) > 0 and sec >= 2.0:
+                out.setdefault(max(ov, key=ov.get), []).append((c["uri"], np.asarray(v, np.float32), sec))
+    return out
+
+
+def library(conv: dict, clips: dict, case: str, turns: dict | None = None):
     """(voices, enrolled reference speakers) for a conversation and a library case."""
     from ser.diarization.voices import Voice, unit
 
     rng = np.random.default_rng(conv["seed"])
     present = sorted({r[2] for r in conv["ref"]})
     enrolled = [present[i] for i in rng.choice(len(present), 2, replace=False)]
+    if case == "from_turns":  # named once in another conversation: its largest speaker that is mostly them
+        voices = []
+        for s in enrolled:
+            elsewhere = [e for e in (turns or {}).get(s, []) if e[0] != conv["uri"]]
+            if elsewhere:
+                uri, vec, sec = max(elsewhere, key=lambda e: e[2])
+                voices.append(Voice(s, unit(vec), seconds=sec))
+        return voices, [v.name for v in voices]
     n = 1 if case == "one_clip" else ENROL_CLIPS
     voices = [Voice(s, unit(np.mean(clips[s][:n], 0)), samples=n) for s in enrolled]
     if case == "with_strangers":
@@ -225,14 +249,16 @@ def der(convs: list[dict], turns_of) -> dict:
             "per_file": per}
 
 
-def evaluate(convs, clips, th, cases=("three_clips", "one_clip", "with_strangers")) -> dict:
+def evaluate(convs, clips, th, cases=("three_clips", "one_clip", "with_strangers", "from_turns")) -> dict:
     out = {}
+    turns = turn_enrolments(convs)
     for case in cases:
         tot = {"enrolled_s": 0.0, "enrolled_named_s": 0.0, "enrolled_wrong_s": 0.0, "stranger_s": 0.0,
                "stranger_named_s": 0.0, "merged": 0, "uncertain": 0}
-        named_turns, per_conv = {}, []
+        named_turns, per_conv, n_enrolled = {}, [], 0
         for c in convs:
-            voices, enrolled = library(c, clips, case)
+            voices, enrolled = library(c, clips, case, turns)
+            n_enrolled += len(enrolled)
             r = score_conv(c, voices, enrolled, th)
             named_turns[c["uri"]] = r.pop("turns")
             for k in tot:
@@ -243,7 +269,7 @@ def evaluate(convs, clips, th, cases=("three_clips", "one_clip", "with_strangers
                      "named_wrongly": tot["enrolled_wrong_s"] / max(tot["enrolled_s"], 1e-9),
                      "stranger_named": tot["stranger_named_s"] / max(tot["stranger_s"], 1e-9),
                      "enrolled_solo_s": round(tot["enrolled_s"], 1), "stranger_solo_s": round(tot["stranger_s"], 1),
-                     "speakers_merged": tot["merged"], "speakers_uncertain": tot["uncertain"],
+                     "enrolled_speakers": n_enrolled, "speakers_merged": tot["merged"], "speakers_uncertain": tot["uncertain"],
                      "der_with": d_with["der"], "der_parts_with": {k: d_with[k] for k in ("missed", "false_alarm", "confusion")},
                      "files_worse": sum(w > wo + 1e-9 for w, wo in zip(d_with["per_file"], der(convs, lambda c: c["hyp"])["per_file"])),
                      "conversations": per_conv}

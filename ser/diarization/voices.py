@@ -38,7 +38,7 @@ MIN_SPEECH_S = 2.0  # a speaker with less solo speech is never named
 # Calibrated by bench/voices_eval.py (calibration half of the shared speakers; docs/voices.md).
 ACCEPT = 0.60
 UNCERTAIN = 0.45
-MERGE = 0.55
+MERGE = 0.60
 # The stretch screen (:func:`screen`) is off by default: it took ~0.6-0.9 points of strangers'
 # speech out of named speakers but made the diarization of 3 of 30 (calibration) and 6 of 40
 # (evaluation) conversations worse, where naming alone makes none worse (docs/voices.md).
