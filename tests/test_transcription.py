@@ -218,8 +218,11 @@ def test_the_batched_decoding_of_long_recordings_hears_what_the_sequential_one_h
     assert info_b["language"] == "en" and info_b["language_probability"] > 0.5
     assert wer(" ".join(w.text for w in seq), " ".join(w.text for w in bat)) <= 0.1
     assert all(0.1 <= w.start_s <= w.end_s <= 31.0 and not 12.0 < w.start_s < 14.5 for w in bat)
-    starts = {w.text.strip(".,!?").lower(): w.start_s for w in seq}
-    near = [abs(w.start_s - starts[k]) < 0.5 for w in bat if (k := w.text.strip(".,!?").lower()) in starts]
+    starts: dict[str, list[float]] = {}  # every occurrence: "the", "we", "I" come back several times
+    for w in seq:
+        starts.setdefault(w.text.strip(".,!?").lower(), []).append(w.start_s)
+    near = [min(abs(w.start_s - s) for s in starts[k]) < 0.5 for w in bat
+            if (k := w.text.strip(".,!?").lower()) in starts]
     assert len(near) > 30 and np.mean(near) > 0.8
 
 
