@@ -142,6 +142,8 @@ def test_a_split_speaker_merges_into_the_named_one_unless_they_talk_at_once():
     m = identify(apart, vecs, voices, th)
     assert [x.status for x in m] == ["named", "merged", "unknown"]
     assert [(t.start_s, t.end_s, t.speaker) for t in apply(apart, m)] == [(0, 12, "Maria"), (12, 20, "SPEAKER_02")]
+    kept = identify(apart, vecs, voices, th, min_speakers=3)  # the user said three people: no merge below that
+    assert [x.status for x in kept] == ["named", "unknown", "unknown"]
     together = _turns((0, 10, "SPEAKER_00"), (2, 8, "SPEAKER_01"), (12, 20, "SPEAKER_02"))  # two people at once
     assert [x.status for x in identify(together, vecs, voices, th)] == ["named", "unknown", "unknown"]
 

@@ -207,8 +207,8 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                       (lambda: dia.assign(emb, progress=progress, **counts)) if builtin
                       else (lambda: dia(y, sr, progress=progress, **counts)))
         timings["diarization_s"] = time.perf_counter() - t0
-        turns, identification = (_identify(stage, y, sr, digest, turns, list(voices), progress, emb, timings)
-                                 if voices else (turns, None))
+        turns, identification = (_identify(stage, y, sr, digest, turns, list(voices), progress, emb, timings,
+                                           num_speakers or min_speakers or 1) if voices else (turns, None))
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
         if adapt != "none":
@@ -292,7 +292,7 @@ def _transcript(stage: Callable, audio: Audio, digest: str, turns: list[SpeakerT
 
 
 def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[SpeakerTurn], voices: list,
-              progress: Progress, emb: Any, timings: dict) -> tuple[list[SpeakerTurn], dict]:
+              progress: Progress, emb: Any, timings: dict, min_speakers: int) -> tuple[list[SpeakerTurn], dict]:
     """Known voices: one embedding per solo stretch of each diarized speaker (cached per recording
     and turns; from the builtin diarizer's own window embeddings ``emb`` where it has them),
     matched with the enrolled voices; the renamed turns and the provenance of the decision."""
@@ -304,7 +304,7 @@ def _identify(stage: Callable, y: np.ndarray, sr: int, digest: str, turns: list[
     stretches = stage("speaker_stretches", (digest, _key([(t.start_s, t.end_s, t.speaker) for t in turns]),
                                             emb is not None),
                       lambda: stretch_vectors(y, sr, turns, emb))
-    matches = identify(turns, pool(stretches), voices, th)
+    matches = identify(turns, pool(stretches), voices, th, min_speakers=min_speakers)  # never below a given count
     named = screen(apply(turns, matches), stretches, matches, voices, th.stretch_floor)
     for m in matches:  # the three closest voices are enough to explain a decision
         m.candidates = dict(sorted(m.candidates.items(), key=lambda kv: -kv[1])[:3])

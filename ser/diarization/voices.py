@@ -242,9 +242,10 @@ def _overlap_share(turns: list[SpeakerTurn], a: str, b: str) -> float:
 
 
 def identify(turns: list[SpeakerTurn], vectors: dict[str, tuple[np.ndarray, float]], voices: list[Voice],
-             thresholds: Thresholds = Thresholds()) -> list[Match]:
+             thresholds: Thresholds = Thresholds(), *, min_speakers: int = 1) -> list[Match]:
     """Decide a name for every diarized speaker (see the module's docstring). Speakers without
-    an embedding (too little solo speech) stay unknown."""
+    an embedding (too little solo speech) stay unknown. Merging never leaves fewer speakers than
+    ``min_speakers`` (a count the user gave: exact or minimum)."""
     from scipy.optimize import linear_sum_assignment
 
     th = thresholds
@@ -266,12 +267,18 @@ def identify(turns: list[SpeakerTurn], vectors: dict[str, tuple[np.ndarray, floa
             named[j] = s
         elif score >= th.uncertain:
             matches[s].status, matches[s].voice, matches[s].score = "uncertain", voices[j].name, score
-    for i, s in enumerate(usable):  # a speaker split in two: the rest of a named voice
-        if matches[s].status == "named":
-            continue
+    candidates = []  # a speaker split in two: the rest of a named voice
+    for i, s in enumerate(usable):
         j = int(np.argmax(S[i]))
-        if j in named and S[i, j] >= th.merge and _overlap_share(turns, s, named[j]) <= MAX_MERGE_OVERLAP:
-            matches[s].status, matches[s].voice, matches[s].score = "merged", voices[j].name, float(S[i, j])
+        if matches[s].status != "named" and j in named and S[i, j] >= th.merge \
+                and _overlap_share(turns, s, named[j]) <= MAX_MERGE_OVERLAP:
+            candidates.append((float(S[i, j]), s, j))
+    left = len(speakers)
+    for score, s, j in sorted(candidates, reverse=True):  # surest first, down to the count given
+        if left - 1 < min_speakers:
+            break
+        matches[s].status, matches[s].voice, matches[s].score = "merged", voices[j].name, score
+        left -= 1
     return [matches[s] for s in speakers]
 
 
