@@ -57,6 +57,16 @@ with st.expander("Enrol from clips", expanded=not voices):
             except SERError as exc:
                 st.error(plain(exc))
 
+def _change(fn, *args) -> None:
+    """Run a library change and redraw the page, or say why it was refused."""
+    try:
+        fn(*args, owner=me)
+    except SERError as exc:
+        st.error(plain(exc))
+        return
+    st.rerun()
+
+
 if voices:
     names = [v.name for v in voices]
     c1, c2, c3 = st.columns(3)
@@ -64,20 +74,12 @@ if voices:
         old = st.selectbox("Rename", names, key="voices_rename_old")
         new = st.text_input("to", max_chars=80, key="voices_rename_new")
         if st.form_submit_button("Rename"):
-            try:
-                lib.rename(old, new, owner=me)
-                st.rerun()
-            except SERError as exc:
-                st.error(plain(exc))
+            _change(lib.rename, old, new)
     with c2.form("voices_merge"):
         src = st.selectbox("Merge", names, key="voices_merge_src")
         dst = st.selectbox("into (the same person)", names, index=min(1, len(names) - 1), key="voices_merge_dst")
         if st.form_submit_button("Merge"):
-            try:
-                lib.merge(src, dst, owner=me)
-                st.rerun()
-            except SERError as exc:
-                st.error(plain(exc))
+            _change(lib.merge, src, dst)
     with c3.form("voices_delete"):
         gone = st.selectbox("Delete", names, key="voices_delete_name")
         sure = st.checkbox("Delete this voice and its embeddings", key="voices_delete_sure")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ser.analysis.result import Analysis
 from ser.errors import DataError
-from ser.serve.store import default_path, private_file as _private_file
+from ser.serve.store import compact, connect, default_path, open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -57,26 +57,18 @@ class Entry:
     owner: str | None = None
 
 
+def _add_owner_column(db: sqlite3.Connection) -> None:
+    if "owner" not in {r[1] for r in db.execute("PRAGMA table_info(analyses)")}:
+        db.execute("ALTER TABLE analyses ADD COLUMN owner TEXT")  # files from before sign-in
+
+
 class History:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_path()
-        try:
-            _private_file(self.path)
-            with self._connect() as db:
-                db.executescript(SCHEMA)
-                if "owner" not in {r[1] for r in db.execute("PRAGMA table_info(analyses)")}:
-                    db.execute("ALTER TABLE analyses ADD COLUMN owner TEXT")  # files from before sign-in
-        except (OSError, sqlite3.Error) as exc:
-            raise DataError(f"Cannot open the history database {self.path}: {exc}. Set $SER_HISTORY_DB to a "
-                            "writable file.") from exc
+        open_store(self.path, SCHEMA, "history database", _add_owner_column)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
+        return connect(self.path)
 
     def save(self, analysis: Analysis, settings: dict, *, audio: bytes | None = None,
              audio_name: str | None = None, owner: str | None = None) -> int:
@@ -227,13 +219,7 @@ class History:
         return n
 
     def _compact(self) -> None:
-        """Give freed space back to the file system: vacuum, then truncate the write-ahead log."""
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("VACUUM")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            db.close()
+        compact(self.path)
 
     def stats(self, owner: str | None = None) -> dict:
         """What is stored (of ``owner``) and where: counts, bytes of kept audio, the database's files

@@ -4,7 +4,10 @@ is private to its owner."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
+
+from ser.errors import DataError
 
 
 def default_path() -> Path:
@@ -30,3 +33,37 @@ def private_file(path: Path) -> None:
         with contextlib.suppress(OSError):
             if p.exists() and p.stat().st_mode & 0o077:
                 os.chmod(p, 0o600)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the store's settings: deleted content overwritten (not left in free
+    pages), write-ahead log, foreign keys enforced."""
+    db = sqlite3.connect(path, timeout=10)
+    db.execute("PRAGMA secure_delete=ON")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+def open_store(path: Path, schema: str, what: str, migrate=None) -> None:
+    """Create ``path`` private to its owner and its tables (``schema``; then ``migrate(db)``);
+    a clear DataError naming ``what`` when it cannot be opened."""
+    try:
+        private_file(path)
+        with connect(path) as db:
+            db.executescript(schema)
+            if migrate is not None:
+                migrate(db)
+    except (OSError, sqlite3.Error) as exc:
+        raise DataError(f"Cannot open the {what} {path}: {exc}. Set $SER_HISTORY_DB to a writable file.") from exc
+
+
+def compact(path: Path) -> None:
+    """Give freed space back to the file system: vacuum, then truncate the write-ahead log."""
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()

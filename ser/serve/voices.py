@@ -24,6 +24,7 @@ import numpy as np
 
 from ser.diarization.voices import Voice, check_name, unit
 from ser.errors import ConfigError, DataError
+from ser.serve.store import compact, connect, default_path, open_store
 
 DIM = 192
 SCHEMA = """
@@ -62,23 +63,11 @@ class VoiceLibrary:
     """Named voices in ``path`` (default: the History database, ``$SER_HISTORY_DB``)."""
 
     def __init__(self, path: str | Path | None = None):
-        from ser.serve.store import default_path, private_file
-
         self.path = Path(path) if path else default_path()
-        try:
-            private_file(self.path)
-            with self._connect() as db:
-                db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise DataError(f"Cannot open the voice library {self.path}: {exc}. Set $SER_HISTORY_DB to a "
-                            "writable file.") from exc
+        open_store(self.path, SCHEMA, "voice library")
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("PRAGMA secure_delete=ON")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
+        return connect(self.path)
 
     def _id(self, db: sqlite3.Connection, name: str, owner: str | None) -> int | None:
         row = db.execute("SELECT id FROM voices WHERE owner = ? AND name = ?", (_owner(owner), name)).fetchone()
@@ -203,12 +192,7 @@ class VoiceLibrary:
         return len(ids)
 
     def _compact(self) -> None:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("VACUUM")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            db.close()
+        compact(self.path)
 
     def export(self, owner: str | None = None, *, everyone: bool = False) -> list[dict]:
         """Every voice with its samples (embeddings as lists of floats), for export-all."""
