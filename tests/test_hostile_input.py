@@ -213,3 +213,34 @@ def test_wrong_passwords_are_slowed_down_and_then_refused_without_hashing(tmp_pa
         assert any("Wrong user name or password" in e.value for e in at.error)
     at = _sign_in(at, "carol", "c")  # the right password, but inside the back-off: refused
     assert any("Too many failed sign-ins" in e.value for e in at.error) and "ser_user" not in at.session_state
+
+
+def test_a_decoder_failure_names_the_problem_not_python_internals(monkeypatch):
+    """Issue 33 item 9: a stream PyAV half-understands made the 400 read "decoder said: 'AudioStream'
+    object has no attribute 'rate'". A Python error inside a decoder is not quoted; a decoder's own
+    message still is."""
+    from ser.audio import decode
+    from ser.errors import AudioError
+
+    def sf_fails(*a, **k):
+        raise RuntimeError("Error opening <_io.BytesIO>: Format not recognised.")
+
+    def av_half_understands(*a, **k):
+        raise AttributeError("'AudioStream' object has no attribute 'rate'")
+
+    monkeypatch.setattr(decode, "_decode_soundfile", sf_fails)
+    monkeypatch.setattr(decode, "_decode_pyav", av_half_understands)
+    with pytest.raises(AudioError) as err:
+        decode.load_audio(b"\x1a\x45\xdf\xa3" + bytes(2000), name="odd.mkv")
+    msg = str(err.value)
+    assert "odd.mkv could not be decoded" in msg and "Supported formats" in msg
+    assert "AudioStream" not in msg and "attribute" not in msg
+    assert "Format not recognised" in msg  # libsndfile's own words are kept
+
+    def sf_internal(*a, **k):
+        raise TypeError("unsupported operand type(s) for *: 'NoneType' and 'int'")
+
+    monkeypatch.setattr(decode, "_decode_soundfile", sf_internal)
+    with pytest.raises(AudioError) as err:
+        decode.load_audio(b"\x1a\x45\xdf\xa3" + bytes(2000), name="odd.mkv")
+    assert "decoder said" not in str(err.value) and "NoneType" not in str(err.value)

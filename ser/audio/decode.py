@@ -187,8 +187,9 @@ def _decode(src: _Source, label: str, sr: int, limits: AudioLimits) -> _Decoded:
         kind = _sniff_non_audio(src.head(4096))
         what = f"it looks like {kind}, not audio" if kind else "it is corrupt, truncated, or not an audio file"
         raise AudioError(
-            f"{label} could not be decoded: {what} (decoder said: {_short(exc) or _short(sf_error)}). "
-            f"Supported formats: {', '.join(SUPPORTED_FORMATS)}."
+            f"{label} could not be decoded: {what}"
+            + (f" (decoder said: {said})" if (said := _short(exc) or _short(sf_error)) else "")
+            + f". Supported formats: {', '.join(SUPPORTED_FORMATS)}."
         ) from exc
 
 
@@ -214,9 +215,16 @@ def _sniff_non_audio(data: bytes) -> str:
     return "a text file"
 
 
+_INTERNAL = (AttributeError, TypeError, KeyError, IndexError, NameError, AssertionError)
+
+
 def _short(exc: Exception | None) -> str:
+    """The first line of a decoder's message; nothing for an error of Python itself (``'AudioStream'
+    object has no attribute 'rate'`` says nothing to a user and names our internals)."""
     import re
 
+    if isinstance(exc, _INTERNAL):
+        return ""
     text = str(exc or "").strip().splitlines()
     return re.sub(r"^\[Errno -?\d+\]\s*", "", text[0])[:160] if text else ""
 
