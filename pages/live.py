@@ -129,13 +129,18 @@ def quick_clip() -> None:
                          "duration_s": round(c["result"]["duration_s"], 2), "emotion": c["result"]["emotion"],
                          "uncertain": c["result"]["uncertain"], **c["result"]["probabilities"]} for c in reversed(clips)]
 
-            def bundle() -> bytes:  # built when clicked, not on every clip
-                return clips_zip([(f"clip{c['n']:02d}.{c['name'].rsplit('.', 1)[-1] if '.' in c['name'] else 'wav'}",
-                                   c["audio"]) for c in reversed(clips)], rows_csv(rows()))
-
+            # The files as bytes, made once per list of clips: deferred downloads (a callable) lost
+            # their file when the fragment reran before the click ("Deferred file … not found").
+            made = st.session_state.get("live_clips_files")
+            if made is None or made[0] != [c["sha256"] for c in clips]:
+                table_csv = rows_csv(rows())
+                made = ([c["sha256"] for c in clips], table_csv, clips_zip(
+                    [(f"clip{c['n']:02d}.{c['name'].rsplit('.', 1)[-1] if '.' in c['name'] else 'wav'}", c["audio"])
+                     for c in reversed(clips)], table_csv))
+                st.session_state["live_clips_files"] = made
             x, y = st.columns(2)
-            x.download_button("Results (CSV)", lambda: rows_csv(rows()), file_name="clips.csv", key="live_clips_csv")
-            y.download_button("Clips + results (ZIP)", bundle, file_name="clips.zip", key="live_clips_zip")
+            x.download_button("Results (CSV)", made[1], file_name="clips.csv", key="live_clips_csv")
+            y.download_button("Clips + results (ZIP)", made[2], file_name="clips.zip", key="live_clips_zip")
 
 
 # --- streaming -------------------------------------------------------------------------------
