@@ -432,7 +432,7 @@ if speaker_rows:
             from ser.serve.voices import VoiceLibrary
 
             try:
-                vec = speaker_vectors(audio.y, audio.sr, [t for t in analysis.turns]).get(who)
+                vec = speaker_vectors(audio.y, audio.sr, analysis.turns).get(who)
                 if vec is None:
                     raise SERError(f"{who} never talks alone for half a second or more here; choose a recording "
                                    "where they do, or enrol them from a clip on the Known voices page.")

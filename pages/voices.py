@@ -38,24 +38,15 @@ with st.expander("Enrol from clips", expanded=not voices):
         clips = st.file_uploader("Clips of this one person talking alone (a few seconds or more each)",
                                  accept_multiple_files=True, key="voices_add_clips")
         if st.form_submit_button("Enrol", type="primary"):
-            from ser.audio.decode import load_audio
-            from ser.diarization.voices import clip_vector
+            from ser.serve.voices import enrol_clips
 
             try:
-                if not clips:
-                    raise SERError("Choose at least one clip.")
-                samples = []
-                for f in clips:
-                    try:
-                        vec, seconds = clip_vector(load_audio(f.getvalue(), name=f.name).y)
-                    except SERError as exc:
-                        raise SERError(f"{f.name}: {exc}") from exc
-                    samples.append((vec, seconds, f"clip {f.name}"))
-                info = lib.add(new_name, samples, owner=me)
+                info = enrol_clips(lib, new_name, [(f.getvalue(), f.name) for f in clips or []], owner=me)
                 st.success(plain(f"{info.name}: {info.samples} sample(s), {info.seconds:.1f} s of speech."))
                 st.rerun()
             except SERError as exc:
                 st.error(plain(exc))
+
 
 def _change(fn, *args) -> None:
     """Run a library change and redraw the page, or say why it was refused."""

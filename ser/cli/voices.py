@@ -49,18 +49,9 @@ def cmd_voices(args: argparse.Namespace) -> int:
     lib = VoiceLibrary(args.db)
     c = args.voices_command
     if c == "add":
-        from ser.audio.decode import load_audio
-        from ser.diarization.voices import check_name, clip_vector
+        from ser.serve.voices import enrol_clips
 
-        name = check_name(args.name)
-        samples = []
-        for f in args.clips:
-            try:
-                vec, seconds = clip_vector(load_audio(f).y)
-            except SERError as exc:
-                raise SERError(f"{f}: {exc}") from exc
-            samples.append((vec, seconds, f"clip {Path(f).name}"))
-        v = lib.add(name, samples)
+        v = enrol_clips(lib, args.name, [(f, Path(f).name) for f in args.clips])
         print(f"{v.name}: {v.samples} sample(s), {v.seconds:.1f} s of speech (embeddings only; no audio is kept)")
     elif c == "list":
         voices = lib.list()

@@ -459,17 +459,10 @@ def _add_voice_routes(app: FastAPI, check_key, read_upload, run_limited, max_byt
 
 
 def _enrol(name: str, clips: list[tuple[bytes, str]], max_bytes: int) -> dict:
-    from ser.audio.decode import AudioLimits, load_audio
-    from ser.diarization.voices import check_name, clip_vector
-    from ser.serve.voices import VoiceLibrary
+    from ser.audio.decode import AudioLimits
+    from ser.serve.voices import VoiceLibrary, enrol_clips
 
-    name = check_name(name)
-    samples = []
-    for data, fname in clips:
-        audio = load_audio(data, name=fname, limits=AudioLimits(max_bytes=max_bytes, max_duration_s=600.0))
-        vec, seconds = clip_vector(audio.y, audio.sr)
-        samples.append((vec, seconds, f"clip {fname}"))
-    return VoiceLibrary().add(name, samples).__dict__
+    return enrol_clips(VoiceLibrary(), name, clips, limits=AudioLimits(max_bytes=max_bytes, max_duration_s=600.0)).__dict__
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: APISettings | None = None) -> None:
