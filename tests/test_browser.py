@@ -514,6 +514,9 @@ def test_the_live_clips_zip_downloads_after_clips_and_replays(app_url, tmp_path)
         for k, path in enumerate(paths):
             page.locator("input[type=file]").first.set_input_files(str(path))
             page.locator(f".ser-headline[data-result='clip-{k + 1}']").first.wait_for(timeout=120_000)
+        # While the fragment's rerun is still drawing, the last run's stale selectbox can stand
+        # beside the new one (CI once saw two); wait until the run has replaced it.
+        expect(play).to_have_count(1, timeout=60_000)
         expect(play).to_be_visible(timeout=60_000)
         play.click(timeout=60_000)
         page.get_by_role("option", name="#1", exact=True).click(timeout=60_000)
