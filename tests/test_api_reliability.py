@@ -28,10 +28,11 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`ser serve` with the shipped model, 2 workers, a 2 MB upload limit and a 1.5 s body pause limit."""
+    """`ser serve` with the shipped model, 2 workers, a 2 MB upload limit, a 1.5 s body pause limit
+    and a 2 s limit for a request's head."""
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "SER_API_HEADER_TIMEOUT_S": "2"}
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "ser.cli", "serve", "--port", str(port), "--device", "cpu",
                                  "--workers", "2", "--queue", "8", "--max-upload-mb", "2", "--body-timeout-s", "1.5"],
@@ -132,6 +133,54 @@ def test_stalled_body_gets_408_after_the_pause_limit(server):
     waited = time.perf_counter() - t0
     assert status == 408 and b"stalled" in reply
     assert 1.4 < waited < 5
+
+
+def test_a_dripping_body_gets_408(server):
+    """Issue 33 item 7: a byte every 0.3 s never stalls for the pause limit, and would hold a worker
+    for as long as the client likes; after the limit, a body under 1 KiB/s on average is refused."""
+    t0 = time.perf_counter()
+
+    def drip():
+        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+        for _ in range(40):
+            time.sleep(0.3)
+            yield b"x"
+
+    status, _, reply = _raw(server["port"], _multipart_head(server["port"], length=100_000), drip())
+    assert status == 408 and b"too slowly" in reply, reply[:300]
+    assert time.perf_counter() - t0 < 5
+
+
+def _closed_after(port: int, trickle: bytes, every_s: float) -> float:
+    """Seconds until the server closes a connection that sends ``trickle`` a byte every ``every_s``
+    (nothing at all when empty), at most 30."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(every_s if trickle else 30)
+    t0 = time.perf_counter()
+    try:
+        for i in range(10_000):
+            if trickle:
+                s.sendall(trickle[i % len(trickle):i % len(trickle) + 1])
+            try:
+                if s.recv(1024) == b"":
+                    break
+            except socket.timeout:
+                pass
+            if time.perf_counter() - t0 > 30:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        s.close()
+    return time.perf_counter() - t0
+
+
+def test_idle_and_header_drip_connections_are_closed(server):
+    """Issue 33 item 7: a connection that sends nothing, and one that sends its request line a byte
+    at a time, stayed open past 80 s; the head must be in within the limit (2 s here)."""
+    assert 1.5 < _closed_after(server["port"], b"", 0) < 5
+    head = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server['port']}\r\nX-Pad: {'a' * 200}\r\n".encode()
+    assert 1.5 < _closed_after(server["port"], head, 0.2) < 5
 
 
 def test_server_still_answers_after_the_refusals(server):

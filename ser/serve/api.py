@@ -42,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ser import __version__
 from ser.errors import AudioError, ConfigError, DataError, ModelError, SERError
+from ser.serve.http_guards import MULTIPART_OVERHEAD, BodyLimit, HeaderDeadline, KeyGate  # noqa: F401  (BodyLimit, KeyGate: also imported from here)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class APISettings:
     max_upload_mb: float = 50.0
     retry_after_s: int = 2
     body_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "APISettings":
@@ -63,7 +65,8 @@ class APISettings:
                    workers=int(env.get("SER_API_WORKERS", 0) or max(1, os.cpu_count() or 1)),
                    queue=int(env["SER_API_QUEUE"]) if env.get("SER_API_QUEUE") else None,
                    max_upload_mb=float(env.get("SER_API_MAX_UPLOAD_MB", 50)),
-                   body_timeout_s=float(env.get("SER_API_BODY_TIMEOUT_S", 30)))
+                   body_timeout_s=float(env.get("SER_API_BODY_TIMEOUT_S", 30)),
+                   header_timeout_s=float(env.get("SER_API_HEADER_TIMEOUT_S", 10)))
 
 
 class ClassifyResult(BaseModel):
@@ -119,106 +122,6 @@ ERRORS = {400: {"model": ErrorResponse, "description": "audio or parameters reje
 
 
 #: room for the multipart envelope around an upload of the largest allowed size
-MULTIPART_OVERHEAD = 64 * 1024
-
-
-class _BodyAborted(Exception):
-    """Raised into the application when BodyLimit stops reading a request body."""
-
-
-class BodyLimit:
-    """ASGI middleware: a request body is limited while it streams in, not after.
-
-    - ``Content-Length`` over ``max_bytes``: 413 at once, nothing read;
-    - a body (chunked or lying about its length) that passes ``max_bytes``: reading stops
-      there and the answer is 413;
-    - no new bytes for ``idle_timeout_s`` while the body is incomplete: 408.
-
-    The error answer closes the connection, so the rest of the body is never read.
-    """
-
-    def __init__(self, app, max_bytes: int, idle_timeout_s: float = 30.0, limit_text: str = ""):
-        self.app, self.max_bytes, self.idle_timeout_s = app, max_bytes, idle_timeout_s
-        self.limit_text = limit_text or f"{max_bytes / 1024 / 1024:g} MB"
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None:
-            if not length.strip().isdigit():
-                return await _send_error(send, 400, "invalid_request", "The Content-Length header is not a number.")
-            if int(length) > self.max_bytes:
-                return await _send_error(send, 413, "too_large", self._too_large(int(length), announced=True))
-        state = {"read": 0, "done": False, "abort": None, "started": False}
-
-        async def limited_receive():
-            if state["done"]:  # the body is in: wait for a disconnect without a deadline
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.idle_timeout_s)
-            except asyncio.TimeoutError:
-                state["abort"] = 408
-                raise _BodyAborted() from None
-            if message["type"] == "http.request":
-                state["read"] += len(message.get("body", b""))
-                state["done"] = not message.get("more_body", False)
-                if state["read"] > self.max_bytes:
-                    state["abort"] = 413
-                    raise _BodyAborted()
-            return message
-
-        async def guarded_send(message):
-            if state["abort"]:  # the application's own answer to the aborted body is dropped
-                return
-            state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not state["abort"]:
-                raise
-        if state["abort"] and not state["started"]:
-            if state["abort"] == 413:
-                await _send_error(send, 413, "too_large", self._too_large(state["read"], announced=False))
-            else:
-                await _send_error(send, 408, "timeout", f"The request body stalled for {self.idle_timeout_s:g} s "
-                                  f"after {state['read']} bytes (or is shorter than its Content-Length).")
-
-    def _too_large(self, n: int, *, announced: bool) -> str:
-        how = "announces" if announced else "passed"
-        return (f"The upload is over the {self.limit_text} limit (the request {how} {n / 1024 / 1024:.1f} MB); "
-                "send a shorter recording or ask the operator to raise SER_API_MAX_UPLOAD_MB.")
-
-
-class KeyGate:
-    """ASGI middleware, outermost: with an API key set, every request but ``/healthz`` must carry
-    it in ``X-API-Key`` (compared in constant time) — checked on the headers alone, before a byte
-    of the body is read, and before the upload limit's own checks. The interactive docs and the
-    OpenAPI schema are behind it too. A refusal is 401 and closes the connection."""
-
-    OPEN = frozenset({"/healthz"})
-
-    def __init__(self, app, api_key: str | None):
-        self.app, self.key = app, (api_key or "").encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.key or scope.get("path") in self.OPEN:
-            return await self.app(scope, receive, send)
-        given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
-        if not hmac.compare_digest(given, self.key):
-            return await _send_error(send, 401, "unauthorized", "Missing or wrong X-API-Key header.")
-        return await self.app(scope, receive, send)
-
-
-async def _send_error(send, status: int, type_: str, message: str) -> None:
-    body = json.dumps({"error": {"type": type_, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
-
 
 class _Service:
     """The work behind the endpoints: the loaded models, and classify / analyze as run in the pool."""
@@ -467,6 +370,11 @@ def _enrol(name: str, clips: list[tuple[bytes, str]], max_bytes: int) -> dict:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: APISettings | None = None) -> None:
     import uvicorn
-    # an idle keep-alive connection is closed after 5 s (uvicorn's default), a stalled body after
-    # body_timeout_s (BodyLimit)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_keep_alive=5)
+
+    settings = settings or APISettings.from_env()
+    # A request's head must be in within header_timeout_s of the connection opening (or of the
+    # last answer): idle and header-drip connections are closed (HeaderDeadline). An idle
+    # keep-alive connection goes after 5 s, a stalled or dripping body after body_timeout_s
+    # (BodyLimit).
+    protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout_s": settings.header_timeout_s})
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_keep_alive=5, http=protocol)
