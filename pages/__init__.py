@@ -93,13 +93,28 @@ def sign_in_gate() -> str | None:
     if not cfg.enabled:
         return None
     if cfg.users:
-        user = st.session_state.get("ser_user")
+        if _served():
+            from ser.serve.sessions import install
+
+            if not install():  # fail closed: without the cookie route nobody could be told apart
+                only_this(lambda: st.error(
+                    "Sign-in is unavailable: this Streamlit server's routes are not the ones ser guards "
+                    "(/media, uploads, metrics; see docs/privacy.md). Use the pinned Streamlit "
+                    "(requirements.txt)."), "Sign-in unavailable")
+        user = current_user()
         if not user:
+            if st.session_state.get("ser_state_owner"):  # someone's state, reached without their browser
+                _clear_state()
+            _bind(None)
             only_this(lambda: _password_form(cfg))
     else:  # an OIDC provider through Streamlit's own st.login
         if not st.user.is_logged_in:
             only_this(lambda: (st.title("Sign in"), st.button("Sign in", on_click=st.login, key="signin_oidc")))
         user = str(st.user.get("email") or st.user.get("name") or "user")
+    if st.session_state.get("ser_state_owner") not in (None, user):
+        _clear_state()  # another user's session resumed with this browser's cookie: none of it shows
+    st.session_state["ser_state_owner"] = user
+    _bind(user, admin=user in cfg.admins)
     st.session_state["ser_admin"] = user in cfg.admins
     with st.sidebar:
         st.caption(f"Signed in as **{plain(user)}**" + (" (admin: sees everyone's History)" if user in cfg.admins else ""))
@@ -112,9 +127,19 @@ def sign_in_gate() -> str | None:
 
 
 def sign_out() -> None:
-    """End the signed-in session in this browser tab: every key of its state goes (the previous
-    user's clips, players, uploads, selections), and a live scorer it held is closed, so the next
-    user of the tab starts from nothing."""
+    """End the signed-in session in this browser tab: the browser's sign-in cookie authenticates
+    nobody from now on, every key of the session's state goes (the previous user's clips,
+    players, uploads, selections), and a live scorer it held is closed, so the next user of the
+    tab starts from nothing."""
+    if _served():
+        from ser.serve.sessions import REGISTRY
+
+        REGISTRY.revoke(_token())
+    _bind(None)
+    _clear_state()
+
+
+def _clear_state() -> None:
     import contextlib
 
     for key in list(st.session_state.keys()):
@@ -133,7 +158,8 @@ def signed_in_or_open() -> bool:
     sign-out must show nothing)."""
     if not st.session_state.get("ser_gate_enabled"):
         return True
-    return bool(current_user())
+    user = current_user()
+    return bool(user) and st.session_state.get("ser_state_owner") == user
 
 
 def only_this(body, title: str = "Sign in") -> None:
@@ -169,8 +195,11 @@ def _password_form(cfg) -> None:
                 return
             if cfg.check(name, password):
                 throttle.succeeded(name, client)
-                st.session_state["ser_user"] = name.strip()
-                st.rerun()
+                if not _served():  # AppTest: no browser, no cookie; the session is the identity
+                    st.session_state["ser_user"] = name.strip()
+                    st.rerun()
+                _trade_in_browser(name.strip(), cfg)
+                return
             throttle.failed(name, client)
             st.error("Wrong user name or password.")
 
@@ -193,9 +222,65 @@ def plain(text: object) -> str:
 
 
 def current_user() -> str | None:
-    """Who saves to History (None: no sign-in configured)."""
-    return st.session_state.get("ser_user") or (str(st.user.get("email") or st.user.get("name"))
-                                                if getattr(st.user, "is_logged_in", False) else None)
+    """Who is signed in on the connection running this script (None: nobody, or no sign-in
+    configured). Served, a password user is whoever the browser's HttpOnly cookie names
+    (ser.serve.sessions) — never what the session's state says, which a client that names the
+    session's ID would inherit. Under AppTest (no server, no browser) the session's state."""
+    if _served():
+        from ser.serve.sessions import REGISTRY
+
+        user = REGISTRY.user(_token())
+    else:
+        user = st.session_state.get("ser_user")
+    return user or (str(st.user.get("email") or st.user.get("name"))
+                    if getattr(st.user, "is_logged_in", False) else None)
+
+
+def _served() -> bool:
+    """A real Streamlit server runs this script (AppTest's runtime is a stand-in)."""
+    from streamlit.runtime import Runtime
+
+    return Runtime.exists() and type(Runtime.instance()) is Runtime
+
+
+def _token() -> str | None:
+    from ser.serve.sessions import COOKIE
+
+    try:
+        return st.context.cookies.get(COOKIE)
+    except Exception:  # no connection (a script run whose browser has gone)
+        return None
+
+
+def _bind(user: str | None, admin: bool = False) -> None:
+    """Tell the server's registry whose this Streamlit session is (its media, its uploads)."""
+    if not _served():
+        return
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from ser.serve.sessions import REGISTRY
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        REGISTRY.bind(ctx.session_id, user, admin=admin)
+
+
+def _trade_in_browser(user: str, cfg) -> None:
+    """The password was right: a one-time code, which this page's script trades at the server
+    for an HttpOnly cookie, then reloads (a new session, signed in by the cookie)."""
+    import json
+
+    from ser.serve.sessions import REGISTRY, ROUTE
+
+    code = REGISTRY.issue_code(user, admin=user in cfg.admins)
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    path = "/" + (base + "/" if base else "") + ROUTE
+    st.info("Signing in… (if this stays, allow cookies for this site and sign in again)")
+    st.html(f"""<script>
+fetch(new URL({json.dumps(path)}, window.location.origin), {{method: "POST", body: {json.dumps(code)},
+      credentials: "same-origin", cache: "no-store"}})
+  .then(r => {{ if (r.ok) window.location.reload(); }});
+</script>""", unsafe_allow_javascript=True)
 
 
 def history_owner() -> str | None:

@@ -26,6 +26,23 @@ LANGUAGES = {"detect": None, "English": "en", "German": "de", "French": "fr", "S
              "Dutch": "nl", "Portuguese": "pt", "Amharic": "am", "Chinese": "zh", "Japanese": "ja"}
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _user_stage_cache(user: str):
+    from ser.analysis.pipeline import StageCache
+
+    return StageCache(max_items=8)
+
+
+def stage_cache(source: str):
+    """The server's stage cache for the bundled demos and a single-user dashboard; with sign-in,
+    each user's own for what they upload or record — whether somebody else analysed the same
+    recording on this server is nobody's business ("already analysed" must mean by you)."""
+    from ser.analysis.pipeline import DEFAULT_CACHE
+
+    user = current_user()
+    return DEFAULT_CACHE if user is None or source.endswith("demo") else _user_stage_cache(user)
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def decode(digest: str, name: str, _data: bytes):
     """Decoded once per upload (keyed by the bytes' hash); shared, never copied."""
@@ -207,7 +224,7 @@ try:
             transcribe = False
         analysis = analyze(audio, diarizer=diarizer, model=model, window_s=window_s, hop_s=hop_s, progress=progress,
                            name=name, adapt=adapt, transcribe=transcribe, language=language,
-                           voices=known if use_voices else None, **counts)
+                           voices=known if use_voices else None, cache=stage_cache(src_kind), **counts)
         if label_set != model.card.label_set:
             analysis = relabel(analysis, label_set)
         t = analysis.provenance["timings_s"]

@@ -45,8 +45,18 @@ with st.expander(f"Stored: {stats['analyses']} {'analysis' if stats['analyses'] 
     st.markdown(f"Location: `{stats['path']}`  \nKept audio: {stats['audio_bytes'] / 1024 / 1024:.1f} MB")
     c1, c2 = st.columns(2)
     if stats["analyses"]:
-        c1.download_button("Export all (ZIP)", lambda: hist.export_all(owner), file_name="ser-history.zip",
-                           mime="application/zip", key="history_export_all", on_click="ignore")
+        # Made on request and held by this session as bytes: a deferred (on-click) download is a
+        # file no session holds, which the shared-mode media guard (ser.serve.sessions) refuses.
+        made = st.session_state.get("history_export_zip")
+        if made is None or made[0] != (owner, stats["analyses"], stats["disk_bytes"]):
+            if c1.button("Prepare export (ZIP)", key="history_export_prepare"):
+                with st.spinner("Packing every analysis, its audio and the voice library…"):
+                    made = ((owner, stats["analyses"], stats["disk_bytes"]), hist.export_all(owner))
+                st.session_state["history_export_zip"] = made
+        if made is not None and made[0] == (owner, stats["analyses"], stats["disk_bytes"]):
+            c1.download_button(f"Export all (ZIP, {len(made[1]) / 1024 / 1024:.1f} MB)", made[1],
+                               file_name="ser-history.zip", mime="application/zip", key="history_export_all",
+                               on_click="ignore")
         sure = c2.checkbox("I want to delete everything", key="history_delete_all_confirm")
         if c2.button("Delete all", key="history_delete_all", type="secondary", disabled=not sure):
             n = hist.delete_all(owner)

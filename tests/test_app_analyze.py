@@ -232,6 +232,12 @@ def test_history_page_shows_what_is_stored_exports_and_deletes_all(page, tmp_pat
     assert any(str(hist.path) in m.value for m in page.markdown)
     z = zipfile.ZipFile(io.BytesIO(hist.export_all()))
     assert [n.endswith(".json") for n in z.namelist()] == [True]
+    # Export all is packed on request, then offered as bytes this session holds (a deferred
+    # download is a file no session holds, which shared mode's media guard refuses)
+    assert not any(b.label.startswith("Export all") for b in page.get("download_button"))
+    page.button(key="history_export_prepare").click().run()
+    assert [b.label for b in page.get("download_button") if b.label.startswith("Export all")] == [
+        f"Export all (ZIP, {len(hist.export_all()) / 1024 / 1024:.1f} MB)"]
     assert page.button(key="history_delete_all").disabled  # not without the confirmation
     page.checkbox(key="history_delete_all_confirm").check().run()
     page.button(key="history_delete_all").click().run()

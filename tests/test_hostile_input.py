@@ -193,7 +193,8 @@ def test_sign_out_leaves_nothing_of_the_previous_user():
                 Stream.closed = True
 
         if "ser_user" not in st.session_state and not st.session_state.get("done"):
-            st.session_state.update(ser_user="alice", ser_gate_enabled=True, live_clips=["alice-secret.wav"],
+            st.session_state.update(ser_user="alice", ser_state_owner="alice", ser_gate_enabled=True,
+                                    live_clips=["alice-secret.wav"],
                                     live_stream=Stream(), analyze_source="Upload")
             before = signed_in_or_open()
             sign_out()
