@@ -162,6 +162,21 @@ def signed_in_or_open() -> bool:
     return bool(user) and st.session_state.get("ser_state_owner") == user
 
 
+def through_app() -> None:
+    """The first call of every page: a page runs only inside app.py's navigation, behind its
+    sign-in gate and with its sidebar. On a fresh server Streamlit still assumes its old
+    multipage mode (there is a pages/ folder) until app.py has called st.navigation once, and
+    runs the file that a first visitor's URL names (/history, /voices) directly — past the
+    sign-in, with Streamlit's own page list. Such a run switches the server to app.py's
+    navigation and starts again. (AppTest runs every switched-to page that way by design, and
+    has no visitors: left alone there.)"""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and _served():
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def only_this(body, title: str = "Sign in") -> None:
     """Show ``body`` and nothing else, whatever the URL: a navigation of one hidden page. (Stopping
     before st.navigation would let Streamlit list the pages/ folder, and open its pages directly.)"""

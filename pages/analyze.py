@@ -9,9 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import chosen_model, current_user, plain
+from pages import chosen_model, current_user, plain, through_app
 from ser.audio.decode import SUPPORTED_FORMATS, load_audio
 from ser.errors import SERError
+
+through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "assets" / "demo_dialogue.wav"

@@ -8,10 +8,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import plain
+from pages import plain, through_app
+
 
 from ser.training.datasets import READERS, corpus_stats, read_corpus
 from ser.errors import SERError
+
+through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_RAVDESS = ROOT.parent / "shared" / "data" / "ravdess16k"

@@ -8,8 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from ser.errors import SERError
-from pages import history_owner, plain
+from pages import history_owner, plain, through_app
 from ser.serve.history import History
+
+through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
 
 st.title("History")
 try:

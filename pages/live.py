@@ -15,11 +15,14 @@ import altair  # noqa: F401  (imported with the page, not on the first clip)
 import pandas as pd
 import streamlit as st
 
-from pages import current_user, get_model, plain, signed_in_or_open
+from pages import current_user, get_model, plain, signed_in_or_open, through_app
+
 from ser.audio.decode import SUPPORTED_FORMATS, AudioLimits, load_audio
 from ser.errors import SERError
 from ser.analysis.exports import clips_zip, export_bytes, rows_csv
 from ser.analysis.figures import EMOTION_COLOURS, live_timeline, probability_bars
+
+through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
 
 MAX_CLIPS = 20  # quick clips kept in the session list
 

@@ -7,13 +7,16 @@ import json
 
 import streamlit as st
 
-from pages import plain
+from pages import plain, through_app
+
 
 from ser.diarization.backends import diarizer_card
 from ser.errors import SERError
 from ser.analysis.figures import trust_figure
 from ser.emotion.folder import available_models, resolve_model_dir
 from ser.training.report import trust_table
+
+through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
 
 st.title("Models")
 st.caption("What each model was trained on, how it was measured, and how far to trust its probabilities.")

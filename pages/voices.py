@@ -7,9 +7,12 @@ import io
 import pandas as pd
 import streamlit as st
 
-from pages import current_user, history_owner, plain
+from pages import current_user, history_owner, plain, through_app
+
 from ser.errors import SERError
 from ser.serve.voices import VoiceLibrary
+
+through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
 
 st.title("Known voices")
 st.caption("A voice is a name and speaker embeddings (192 numbers per sample; never audio) taken from clips or from "

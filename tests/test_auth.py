@@ -50,3 +50,30 @@ def test_hash_password_command_reads_stdin():
     r = subprocess.run([sys.executable, "-m", "ser.cli", "hash-password"], input="s3cret\n", capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and verify_password("s3cret", r.stdout.strip())
+
+
+def test_sign_in_codes_are_single_use_and_tokens_expire_and_revoke():
+    """ser.serve.sessions: a code trades once, within its 60 s; a token names its user until it is
+    revoked or idle for the limit; only the hash of either is kept."""
+    from ser.serve.sessions import Sessions
+
+    now = [1000.0]
+    reg = Sessions(idle_s=100.0, code_ttl_s=60.0, clock=lambda: now[0])
+    code = reg.issue_code("alice", admin=True)
+    token = reg.redeem(code)
+    assert token and reg.redeem(code) is None  # single use
+    assert reg.user(token) == "alice" and reg.is_admin(token)
+    assert code not in repr(reg.__dict__) and token not in repr(reg.__dict__)  # hashes only
+    late = reg.issue_code("bob")
+    now[0] += 61
+    assert reg.redeem(late) is None  # expired
+    now[0] += 90  # alice's token was last seen 151 s ago
+    assert reg.user(token) is None
+    token = reg.redeem(reg.issue_code("alice"))
+    reg.revoke(token)
+    assert reg.user(token) is None and reg.user(None) is None and reg.user("forged") is None
+    reg.bind("s1", "alice")
+    reg.bind("s2", "bob", admin=True)
+    assert reg.owner("s1") == "alice" and reg.sessions_of("bob") == {"s2"} and reg.session_is_admin("s2")
+    reg.bind("s1", None)
+    assert reg.owner("s1") is None and not reg.session_is_admin("s1")

@@ -2,6 +2,7 @@
 three password users, Debian's Chromium for the users, and raw websocket / HTTP clients for the
 attacker, as the review attacked it.
 
+- The first visitor of a fresh server, at a deep link (/history), gets the sign-in form.
 - A session ID alone signs in nobody: alice's ID (from her upload URL) resumed over a raw
   websocket with no cookies shows the sign-in form, not her name, History or controls.
 - The sign-in is an HttpOnly, SameSite=Strict cookie and a new Streamlit session; after
@@ -177,6 +178,12 @@ def test_shared_mode_holds_against_a_colleague(server, tmp_path):
         anon = browser.new_context().new_page()
         seen: list[str] = []
         anon.on("websocket", lambda ws: seen.append(ws.url))
+        # the server's very first visitor, at a deep link: Streamlit's old multipage mode ran
+        # pages/history.py directly (past the sign-in: everyone's History, Streamlit's page list)
+        anon.goto(f"http://{server}/history", wait_until="networkidle")
+        anon.get_by_role("button", name="Sign in").wait_for(timeout=120_000)
+        time.sleep(2)
+        assert anon.get_by_text("Stored:").count() == 0 and anon.get_by_text("History").count() == 0
         anon.goto(f"http://{server}", wait_until="networkidle")
         anon.get_by_role("button", name="Sign in").wait_for(timeout=120_000)
 

@@ -108,7 +108,11 @@ class Sessions:
         """Record that a Streamlit session now runs for ``user`` (None: for nobody)."""
         with self._lock:
             if user:
+                self._bound.pop(session_id, None)  # re-inserted: the dict's order is last use
                 self._bound[session_id] = (user, admin)
+                if len(self._bound) > 20_000:  # sessions long gone: forget the least recently bound half
+                    for sid in list(self._bound)[:10_000]:
+                        del self._bound[sid]
             else:
                 self._bound.pop(session_id, None)
 
@@ -236,8 +240,8 @@ def install(registry: Sessions = REGISTRY) -> bool:
     in this process, e.g. under AppTest, or a Streamlit whose routes look different — then the
     dashboard must not offer sign-in)."""
     with _install_lock:
-        if _installed.get("ok"):
-            return True
+        if "ok" in _installed:  # once per process, either way (a failed search is not repeated per run)
+            return _installed["ok"]
         import gc
 
         from starlette.applications import Starlette
@@ -269,4 +273,7 @@ def install(registry: Sessions = REGISTRY) -> bool:
             _guard_clear_cache(registry)
             _installed["ok"] = True
             return True
+        _installed["ok"] = False
+        _LOG.error("ser.serve.sessions: the Streamlit server's media, upload and metrics routes were not found; "
+                   "sign-in is disabled (fails closed)")
         return False
