@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages import chosen_model, current_user, plain, through_app
+
 from ser.audio.decode import SUPPORTED_FORMATS, load_audio
 from ser.errors import SERError
 
@@ -144,7 +145,11 @@ with st.expander("Settings", expanded=False):
         label_set = LABEL_SETS[st.selectbox("Label set", list(LABEL_SETS), key="analyze_labels")]
         window_s = st.slider("Emotion window (s)", 1.0, 6.0, 2.0, 0.5, key="analyze_window")
         hop_s = st.slider("Window hop (s)", 0.25, window_s, min(1.0, window_s), 0.25, key="analyze_hop")
-        overlay = st.radio("Emotion overlay", ["area", "strip"], horizontal=True, key="analyze_overlay")
+        overlay = st.radio("Emotion view", ["speakers", "area", "strip"], horizontal=True, key="analyze_overlay",
+                           format_func={"speakers": "per speaker", "area": "stacked", "strip": "strip"}.get,
+                           help="Emotion is drawn only where somebody speaks. Per speaker: a row each, coloured "
+                                "by the leading emotion, the stronger the surer (two people at once stay two). "
+                                "Stacked and strip: every emotion's probability, speakers averaged.")
         adapt = ADAPT_OPTIONS[st.radio(
             "Adapt to this recording", list(ADAPT_OPTIONS), horizontal=True, key="analyze_adapt",
             help="Uses the recording's own statistics (no labels): the emotion features of all its windows, or of "
@@ -348,17 +353,18 @@ zoomed = r1 - r0 < duration - 0.05
 fig = build_figure(VIEW_KEY, spec, overlay, r0 if zoomed else 0.0, r1 if zoomed else duration, audio, analysis)
 event = chart_slot.plotly_chart(fig, key="analyze_chart", on_select="rerun", selection_mode=("points", "box"),
                                 config={"displaylogo": False})
-c_range, c_reset = st.columns([5, 1])
-c_range.slider("Range (s): drag a box on the chart, or move these ends", 0.0, round(duration, 1), step=0.1,
-               key=RANGE_KEY, help="The chart redraws the range at full resolution; Play and the range "
-                                   "downloads below use it.")
+range_row = st.container(horizontal=True, vertical_alignment="bottom")  # the button keeps its whole label
+range_row.slider("Range (s): drag a box on the chart, or move these ends", 0.0, round(duration, 1), step=0.1,
+                 key=RANGE_KEY, width="stretch", help="The chart redraws the range at full resolution; Play and "
+                                                      "the range downloads below use it.")
 
 
 def reset_range() -> None:
     st.session_state[RANGE_KEY] = (0.0, round(duration, 1))
 
 
-c_reset.button("Whole recording", on_click=reset_range, disabled=not zoomed, key="analyze_range_reset")
+range_row.button("Whole recording", on_click=reset_range, disabled=not zoomed, key="analyze_range_reset",
+                 width="content")
 
 # --- segments, playback ------------------------------------------------------------------
 st.subheader("Turns")
@@ -468,12 +474,15 @@ if speaker_rows:
 # --- exports -------------------------------------------------------------------------------
 st.subheader("Export")
 files = downloads(VIEW_KEY, Path(name).stem or "analysis", analysis, Path(name).name)
-for col, (fmt, (file_name, payload)) in zip(st.columns(len(files)), files.items()):
-    col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
-                        mime=EXT[fmt], key=f"analyze_dl_{fmt}")
+with st.container(horizontal=True):  # buttons wrap onto a new line when narrow, labels whole (800 px)
+    for fmt, (file_name, payload) in files.items():
+        st.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
+                           mime=EXT[fmt], key=f"analyze_dl_{fmt}")
 if zoomed:
     st.caption(f"The selected range, {r0:.1f}–{r1:.1f} s (times in these files start at 0 at the cut)")
     part = range_downloads(VIEW_KEY, Path(name).stem or "analysis", r0, r1, audio, analysis)
-    for col, (fmt, (file_name, payload)) in zip(st.columns(len(part)), part.items()):
-        col.download_button(f"Range {fmt.upper() if fmt != 'textgrid' else 'TextGrid'}", payload, file_name=file_name,
-                            mime="audio/wav" if fmt == "wav" else EXT[fmt], key=f"analyze_range_dl_{fmt}")
+    with st.container(horizontal=True):
+        for fmt, (file_name, payload) in part.items():
+            st.download_button(f"Range {fmt.upper() if fmt != 'textgrid' else 'TextGrid'}", payload,
+                               file_name=file_name, mime="audio/wav" if fmt == "wav" else EXT[fmt],
+                               key=f"analyze_range_dl_{fmt}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from ser.errors import SERError
 from pages import history_owner, plain, through_app
+
 from ser.serve.history import History
 
 through_app()  # not past app.py's sign-in gate (a first visitor's deep link)
@@ -99,11 +101,17 @@ if not chosen:
 
 
 if len(chosen) >= 2:
+    from ser.analysis.figures import speaker_mix_chart
+
     st.subheader("Compare")
+    if len(chosen) > 3:
+        st.caption(f"The first 3 of the {len(chosen)} selected, side by side.")
     cols = st.columns(len(chosen[:3]))
     for col, e in zip(cols, chosen[:3]):
         a, settings, _ = hist.get(e.id, owner)
-        col.markdown(f"**#{e.id} {plain(e.name)}** — {plain(e.created)}, {plain(settings.get('model'))}")
+        col.markdown(f"**#{e.id} {plain(e.name)}** — {plain(e.created)}, {plain(settings.get('model'))}, "
+                     f"{a.duration_s:.1f} s, {len(a.speakers)} speaker(s)")
+        col.plotly_chart(speaker_mix_chart(a), key=f"history_cmp_chart_{e.id}")
         col.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key=f"history_cmp_{e.id}")
     st.stop()
 
@@ -116,13 +124,18 @@ except SERError as exc:
 st.subheader(f"#{e.id} {plain(e.name)}")
 st.caption(f"Saved {e.created} · {a.duration_s:.1f} s · model {settings.get('model')} · "
            f"window {settings.get('window_s')} s · adaptation {settings.get('adapt', 'none')} · audio SHA-256 {e.audio_sha256[:12]}…")
+from ser.analysis.figures import analysis_figure  # noqa: E402
+
 if audio:
     from ser.audio.decode import load_audio
-    from ser.analysis.figures import analysis_figure
 
     st.audio(audio)
     y = load_audio(audio, name=e.name)
     st.plotly_chart(analysis_figure(y.y, y.sr, a), key="history_chart")
+else:  # the chart from the stored analysis: speakers and emotion, no waveform or spectrogram
+    st.caption("The audio of this analysis was not kept (the Analyze page's \"…with their audio\" box was not ticked), so "
+               "there is no waveform, spectrogram or playback; speakers and emotion are the stored analysis.")
+    st.plotly_chart(analysis_figure(np.zeros(0, dtype=np.float32), 16_000, a), key="history_chart")
 st.dataframe(pd.DataFrame(a.speaker_rows()), hide_index=True, key="history_speakers")
 if a.utterances:
     st.dataframe(pd.DataFrame([{"start (s)": round(u.start_s, 2), "end (s)": round(u.end_s, 2),
@@ -135,10 +148,11 @@ st.dataframe(pd.DataFrame([{"start (s)": s.start_s, "end (s)": s.end_s, "speaker
 from ser.analysis.exports import export_bytes  # noqa: E402
 
 files = export_bytes(a, stem=Path(e.name).stem or "analysis", media=Path(e.name).name)
-cols = st.columns(len(files) + 1)
-for col, (fmt, (file_name, payload)) in zip(cols, files.items()):
-    col.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
-                        key=f"history_dl_{fmt}")
-if cols[-1].button("Delete", key="history_delete", type="secondary"):
+with st.container(horizontal=True):  # wraps when narrow: whole labels at 800 px
+    for fmt, (file_name, payload) in files.items():
+        st.download_button(fmt.upper() if fmt != "textgrid" else "TextGrid", payload, file_name=file_name,
+                           key=f"history_dl_{fmt}")
+    delete = st.button("Delete", key="history_delete", type="secondary")
+if delete:
     hist.delete(e.id, owner)
     st.rerun()

@@ -40,12 +40,17 @@ def test_demo_dialogue_gives_the_full_view(page):
     import json
     fig = json.loads(chart[0].proto.spec)
     kinds = [t["type"] for t in fig["data"]]
-    assert "bar" in kinds and kinds.count("scatter") >= 3  # waveform, F0, emotion areas
+    assert "bar" in kinds and kinds.count("scatter") >= 2  # waveform, F0
     images = fig["layout"]["images"]  # the mel spectrogram, one PNG
     assert len(images) == 1 and images[0]["source"].startswith("data:image/png;base64,")
     titles = [a["text"] for a in fig["layout"]["annotations"]][:4]
-    assert titles == ["Waveform", "Mel spectrogram", "Speakers", "Emotion"]
-    bars = {t["name"] for t in fig["data"] if t["type"] == "bar"}
+    assert titles[:3] == ["Waveform", "Mel spectrogram", "Speakers"] and titles[3].startswith("Emotion per speaker")
+    emotion_rows = [t for t in fig["data"] if t["type"] == "bar" and t.get("legendgroup") not in (None, "")
+                    and t["name"] not in ("SPEAKER_00", "SPEAKER_01", "transcript")]
+    assert emotion_rows and {r for t in emotion_rows for r in t["y"]} <= {"SPEAKER_00", "SPEAKER_01"}
+    assert {t["name"] for t in emotion_rows} <= {"neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
+                                                 "surprised"}
+    bars = {t["name"] for t in fig["data"] if t["type"] == "bar"} - {t["name"] for t in emotion_rows}
     assert bars == {"SPEAKER_00", "SPEAKER_01", "transcript"}  # the demo's two voices, and what they said
     speakers = bars - {"transcript"}
     turns = page.dataframe(key="analyze_table").value
@@ -186,6 +191,26 @@ def test_history_page_reopens_and_deletes(page):
     assert len(hits) == 1 and "Friday" in hits["text"][0] and len(page.dataframe(key="history_table").value) == 1
     page.text_input(key="history_find").set_value("zebra").run()
     assert not page.exception and not [d for d in page.dataframe if d.key == "history_table"]
+    # reopened without its audio: the chart from the stored analysis, and why there is no waveform
+    page.text_input(key="history_find").set_value("").run()
+    page.session_state["history_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    page.run()
+    assert not page.exception and any("was not kept" in c.value for c in page.caption)
+    spec = json.loads(page.get("plotly_chart")[0].proto.spec)
+    assert {"SPEAKER_00", "SPEAKER_01"} <= {t["name"] for t in spec["data"] if t["type"] == "bar"}
+    assert any("audio not kept" in a_["text"] for a_ in spec["layout"]["annotations"])
+    # two selected: compared side by side, each with its chart
+    import os
+
+    from ser.serve.history import History
+
+    hist = History(os.environ["SER_HISTORY_DB"])
+    a, settings, _ = hist.get(hist.list()[0].id)
+    hist.save(a, {**settings, "window_s": 1.5}, audio=None, audio_name=None)
+    page.session_state["history_table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
+    page.run()
+    assert not page.exception and "Compare" in [h.value for h in page.subheader]
+    assert len(page.get("plotly_chart")) == 2
 
 
 def test_datasets_page_explores_a_corpus_and_reveals(page, tmp_path):
@@ -304,13 +329,69 @@ def test_view_payload_does_not_grow_with_the_number_of_turns():
     f_few = analysis_figure(y, 16_000, few)
     f_many = analysis_figure(y, 16_000, many)
     assert figure_payload_bytes(f_many) < 1.3 * figure_payload_bytes(f_few) + 150_000
-    bars = [t for t in f_many.data if t.type == "bar"]
-    assert len(bars) == 3  # one per speaker
-    emo = [t for t in f_many.data if t.type == "scatter" and t.stackgroup == "emo"]
+    lanes = [t for t in f_many.data if t.type == "bar" and t.xaxis == "x3" and t.name in ("S0", "S1", "S2")]
+    assert len(lanes) == 3  # one per speaker
+    emotion_bars = [t for t in f_many.data if t.type == "bar" and t.legendgroup in labels]
+    assert len(emotion_bars) <= 3 * len(labels) and sum(len(t.x) for t in emotion_bars) <= 3 * 600  # bins, not turns
+    area = analysis_figure(y, 16_000, many, overlay="area")
+    emo = [t for t in area.data if t.type == "scatter" and t.stackgroup == "emo"]
     assert all(len(t.x) <= 600 for t in emo)
     notes = [a_ for a_ in f_many.layout.annotations if a_.text in ("happy", "happy?")]
     assert len(notes) <= 200
-    zoom = analysis_figure(y, 16_000, many, t0=100.0, t1=110.0)
-    inside = [w for w in many.windows if w.end_s > 100.0 and w.start_s < 110.0]
-    assert len([t for t in zoom.data if t.type == "scatter" and t.stackgroup == "emo"][0].x) == len(inside)
+    zoom = analysis_figure(y, 16_000, many, t0=100.0, t1=110.0, overlay="area")
+    xs = [t for t in zoom.data if t.type == "scatter" and t.stackgroup == "emo"][0].x
+    assert 100.0 <= min(xs) and max(xs) <= 110.0 and len(xs) == 500  # 20-ms bins: every window at full resolution
     assert list(zoom.layout.xaxis.range) == [100.0, 110.0]
+
+
+def test_emotion_is_drawn_only_where_somebody_speaks_and_overlap_stays_two_speakers():
+    """Issue 32: the emotion area joined window centres across silence (disgust drifting to calm
+    over 24-27 s of nobody speaking) and blended overlapping speakers; the strip showed two of eight
+    rows. Here S0 speaks 0-5 s (angry) and 14-18 s, S1 12-20 s (sad), nobody 5-12 s."""
+    from ser.analysis.emotion_panel import emotion_grid
+    from ser.analysis.figures import analysis_figure
+    from ser.analysis.result import Analysis, EmotionSegment, SpeakerTurn
+
+    labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+
+    def probs(top):
+        return {k: (0.65 if k == top else 0.05) for k in labels}
+
+    def windows(spk, a_, b_, top):
+        out, t = [], a_
+        while t + 2.0 <= b_ + 1e-9:
+            out.append(EmotionSegment(t, t + 2.0, spk, top, probs(top), kind="window"))
+            t += 0.5
+        return out
+
+    turns = [SpeakerTurn(0.0, 5.0, "S0"), SpeakerTurn(12.0, 20.0, "S1"), SpeakerTurn(14.0, 18.0, "S0")]
+    wins = windows("S0", 0.0, 5.0, "angry") + windows("S1", 12.0, 20.0, "sad") + windows("S0", 14.0, 18.0, "angry")
+    segs = [EmotionSegment(t.start_s, t.end_s, t.speaker, "angry" if t.speaker == "S0" else "sad",
+                           probs("angry" if t.speaker == "S0" else "sad")) for t in turns]
+    a = Analysis("m", 20.0, labels, turns, segs, wins)
+    y = (0.01 * np.random.default_rng(0).standard_normal(16_000 * 20)).astype(np.float32)
+
+    edges, P = emotion_grid(wins, labels, 0.0, 20.0)
+    centres = (edges[:-1] + edges[1:]) / 2
+    assert np.isnan(P[(centres > 5.0) & (centres < 12.0)]).all() and not np.isnan(P[centres < 5.0]).any()
+    # speakers (the default): nothing over the silence, and at 16 s S0 angry and S1 sad, each in its row
+    fig = analysis_figure(y, 16_000, a)
+    bars = [t for t in fig.data if t.type == "bar" and t.legendgroup in labels]
+    spans = [(t.name, sp, b, b + x) for t in bars for sp, b, x in zip(t.y or [], t.base if t.base is not None else [],
+                                                                       t.x if t.x is not None else [])]
+    assert spans and not [s for s in spans if s[2] < 11.99 and s[3] > 5.01]
+    at16 = {(name, sp) for name, sp, b, e in spans if b <= 16.0 < e}
+    assert at16 == {("angry", "S0"), ("sad", "S1")}, at16
+    # every lane labelled, in the speaker lanes (y axis 4: row 2 has a second one) and the emotion rows
+    assert list(fig.layout.yaxis4.tickvals) == ["S0", "S1"] and list(fig.layout.yaxis5.tickvals) == ["S0", "S1"]
+    # area: the stack is empty over the silence; strip: every emotion a row, blank in silence
+    area = analysis_figure(y, 16_000, a, overlay="area")
+    stack = np.sum([np.asarray(t.y, float) for t in area.data if t.type == "scatter" and t.stackgroup == "emo"], axis=0)
+    xs = np.asarray([t for t in area.data if t.type == "scatter" and t.stackgroup == "emo"][0].x, float)
+    assert (stack[(xs > 5.05) & (xs < 11.95)] == 0).all() and (stack[xs < 4.9] > 0.99).all()
+    strip = analysis_figure(y, 16_000, a, overlay="strip")
+    heat = [t for t in strip.data if t.type == "heatmap"][0]
+    z, hx = np.asarray(heat.z, float), np.asarray(heat.x, float)
+    assert list(heat.y) == labels and z.shape == (8, len(hx))
+    assert np.isnan(z[:, (hx > 5.05) & (hx < 11.95)]).all()
+    assert strip.layout.yaxis5.range is None  # not stuck at [0, 1] (which showed two of eight rows)

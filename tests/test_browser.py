@@ -67,8 +67,9 @@ def test_upload_draws_the_four_panels(app_url, tmp_path):
         for title in ("Waveform", "Mel spectrogram", "Speakers", "Emotion"):
             assert plot.locator("text.annotation-text", has_text=title).count() >= 1, title
         assert plot.locator("image").count() >= 1  # the spectrogram, one PNG
-        assert plot.locator("g.barlayer path").count() >= 6  # one bar per speaker turn
-        assert plot.locator("g.scatterlayer path.js-fill").count() >= 8  # waveform + the emotion areas
+        # a bar per speaker turn in the lanes, and per speaker and emotion run in the emotion rows
+        assert plot.locator("g.barlayer path").count() >= 12
+        assert plot.locator("g.scatterlayer path.js-fill").count() >= 2  # waveform and speaker bands
         shot = tmp_path / "analyze.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000 and shot.read_bytes()[:4] == b"\x89PNG"
@@ -530,4 +531,59 @@ def test_the_live_clips_zip_downloads_after_clips_and_replays(app_url, tmp_path)
         names = sorted(z.namelist())
         assert [n for n in names if n.endswith(".wav")] == ["clip01.wav", "clip02.wav"], names
         assert any(n.endswith(".csv") for n in names), names
+        browser.close()
+
+
+def test_emotion_is_empty_where_nobody_speaks_and_800_px_keeps_whole_labels(app_url, tmp_path):
+    """Issue 32, in the page as drawn: a recording with 8 s of silence between two lines — the
+    emotion rows the browser holds cover none of the silence (the old area joined window centres
+    across it); at 800 px the range button and the export buttons show their whole labels (they
+    read "Whol…", "AUD…"); the navigation's icons are drawn, not their names."""
+    from playwright.sync_api import sync_playwright
+    from screenshot import open_analyze_page, upload
+
+    from audiogen import speak, write
+
+    sr = 16_000
+    first, second = speak("I told you never to call me here again.", "en-us+m3"), speak(
+        "Well I am calling because it matters.", "en-us+f2")
+    gap = np.zeros(8 * sr, np.float32)
+    y = np.concatenate([first, gap, second]).astype(np.float32)
+    silent = (len(first) / sr + 0.6, (len(first) + len(gap)) / sr - 0.6)
+    path = write(tmp_path / "gap.wav", y, sr, "wav")
+    with sync_playwright() as pw:
+        browser, page = open_analyze_page(pw, app_url, width=1280, height=1400)
+        # icons come from the Material Symbols font Streamlit ships (no system font needed): a
+        # drawn icon is about as wide as it is tall; a missing font shows its name as a word
+        page.locator('[data-testid="stSidebarNav"] [data-testid="stIconMaterial"]').first.wait_for(timeout=60_000)
+        icons = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stIconMaterial"]')]
+            .filter(e => e.offsetParent !== null).map(e => [e.innerText, e.getBoundingClientRect().width,
+                                                            parseFloat(getComputedStyle(e).fontSize)])""")
+        assert len(icons) >= 6 and all(w <= 1.6 * size for _, w, size in icons), icons
+        page.set_viewport_size({"width": 800, "height": 1400})
+        upload(page, path)
+        page.get_by_text("Analysed").first.wait_for(timeout=300_000)
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.data && "
+                               "p.data.some(t => t.type === 'bar' && (t.hovertemplate || '').includes('long<')))",
+                               timeout=120_000)
+        spans = page.evaluate("""() => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p._fullData && p._fullData.some(
+                t => t.type === 'bar' && (t.hovertemplate || '').includes('%{customdata:.0%}')));
+            const out = [];
+            const arr = v => (v && v.length !== undefined) ? Array.from(v) : [];
+            for (const t of plot._fullData) {
+                if (t.type !== 'bar' || !(t.hovertemplate || '').includes('%{customdata:.0%}')) continue;
+                const b = arr(t.base), x = arr(t.x);
+                for (let i = 0; i < b.length; i++) out.push([b[i], b[i] + x[i]]);
+            }
+            return out;
+        }""")
+        assert spans, "no emotion rows drawn"
+        assert not [s for s in spans if s[0] < silent[1] and s[1] > silent[0]], (silent, spans)
+        truncated = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stDownloadButton"] button, '
+            + 'button')].filter(b => b.offsetParent !== null).map(b => {
+                const p = b.querySelector('p') || b; return [p.innerText, p.scrollWidth > p.clientWidth + 1];
+            }).filter(([t, cut]) => cut && t.trim()).map(([t]) => t)""")
+        assert not truncated, truncated
+        page.screenshot(path=str(tmp_path / "analyze-800.png"), full_page=True)
         browser.close()

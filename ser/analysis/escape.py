@@ -2,14 +2,15 @@
 
 Every export writes such text the same documented way: control characters (line breaks
 included) become spaces (:func:`clean_name`), and a CSV cell that a spreadsheet would run as a
-formula gets a leading ``'`` (:func:`csv_cell`). Markup escaping (XML, VTT) is the writer's.
+formula gets a leading ``'`` (:func:`csv_cell`). Markup escaping (XML, VTT) is the writer's;
+plotly's hover, annotation and tick text gets :func:`plot_text`.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["clean_name", "csv_cell"]
+__all__ = ["clean_name", "csv_cell", "plot_text"]
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -34,3 +35,16 @@ def csv_cell(value: object) -> object:
         except ValueError:
             return "'" + v
     return v
+
+
+def plot_text(text: str, width: int = 60, limit: int = 400) -> str:
+    """User text for plotly's hover and annotations, shown as text: plotly reads a few HTML
+    tags and entities there, so ``&``, ``<`` and ``>`` become entities; long text is cut at
+    ``limit`` characters and wrapped every ``width`` (at a space)."""
+    import textwrap
+
+    t = " ".join(str(text).split())
+    t = t if len(t) <= limit else t[: limit - 1] + "…"
+    lines = textwrap.wrap(t, width) or [""]
+    esc = [ln.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for ln in lines]
+    return "<br>".join(esc)

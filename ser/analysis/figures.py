@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ser.analysis.emotion_panel import add_emotion_panel
+from ser.analysis.escape import plot_text
 from ser.analysis.result import Analysis
 
 EMOTION_COLOURS = {
@@ -183,19 +185,6 @@ def decimate_windows(windows, labels: list[str], max_points: int = 600):
     return c2, P2, s2
 
 
-def plot_text(text: str, width: int = 60, limit: int = 400) -> str:
-    """User text for plotly's hover and annotations, shown as text: plotly reads a few HTML
-    tags and entities there, so ``&``, ``<`` and ``>`` become entities; long text is cut at
-    ``limit`` characters and wrapped every ``width`` (at a space)."""
-    import textwrap
-
-    t = " ".join(str(text).split())
-    t = t if len(t) <= limit else t[: limit - 1] + "…"
-    lines = textwrap.wrap(t, width) or [""]
-    esc = [ln.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for ln in lines]
-    return "<br>".join(esc)
-
-
 def _transcript_lane(fig, a: Analysis, lo_s: float, hi_s: float, width_px: int, colours: dict) -> None:
     """What was said, on the speaker lanes: one invisible bar per utterance (at most 3000 in the
     range) whose hover shows its text, speaker, times and emotion."""
@@ -238,7 +227,7 @@ def _transcript_notes(fig, a: Analysis, lo_s: float, hi_s: float, width_px: int,
 
 
 def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSettings = SpectrogramSettings(),
-                    max_columns: int = 2000, overlay: str = "area", height: int = 820,
+                    max_columns: int = 2000, overlay: str = "speakers", height: int | None = None,
                     t0: float | None = None, t1: float | None = None, label_px: int = 70, width_px: int = 1100):
     """The four-panel view of ``a`` over ``[t0, t1]`` (default: the whole recording).
 
@@ -246,7 +235,10 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
     ``max_columns`` columns of the shown range, each speaker's bands are one trace, the emotion
     curves at most 600 points (window averages), and turn labels are drawn only where they fit
     (``label_px`` of a ``width_px``-wide plot) — zooming in (a narrower ``[t0, t1]``) shows every
-    window and label of that range at full resolution. ``overlay``: "area" or "strip"."""
+    window and label of that range at full resolution. ``overlay``: "speakers" (a row per speaker,
+    coloured by the leading emotion), "area" or "strip" (ser.analysis.emotion_panel); emotion
+    is drawn only where somebody speaks. ``height`` grows with the number of speakers (every
+    lane keeps its label) unless given."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -256,11 +248,17 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
         lo_s, hi_s = 0.0, float(a.duration_s)
     y = y[int(lo_s * sr): int(np.ceil(hi_s * sr))]
     turns = [t for t in a.turns if t.end_s > lo_s and t.start_s < hi_s]
+    speakers = a.speakers
+    n_spk = max(1, len(speakers))  # rows of ~20 px per speaker, so every lane keeps its label
+    px = [164, 279, max(110, 20 * n_spk), max(200, 24 * n_spk) if overlay == "speakers" else 246]
+    height = height or int(sum(px) / 0.91) + 80
+    emotion_title = {"speakers": "Emotion per speaker (colour: leading emotion; the stronger, the surer)",
+                     "area": "Emotion (all speakers; empty where nobody speaks)",
+                     "strip": "Emotion (all speakers; blank where nobody speaks)"}.get(overlay, "Emotion")
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         specs=[[{}], [{"secondary_y": True}], [{}], [{}]],
-                        row_heights=[0.2, 0.34, 0.16, 0.3],
-                        subplot_titles=("Waveform", "Mel spectrogram", "Speakers", "Emotion"))
-    speakers = a.speakers
+                        row_heights=[p / sum(px) for p in px],
+                        subplot_titles=("Waveform", "Mel spectrogram", "Speakers", emotion_title))
     colours = speaker_colours(speakers)
     pixel = (hi_s - lo_s) / width_px
     lanes = {spk: merged_intervals(turns, spk, pixel) for spk in speakers}
@@ -276,6 +274,11 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
                              fill="toself", mode="lines", line=dict(width=0.5, color="#37474f"),
                              fillcolor="rgba(55,71,79,0.6)", hoverinfo="skip", name="waveform", showlegend=False),
                   row=1, col=1)
+    if not len(y):  # History without kept audio: the stored analysis's speakers and emotion only
+        for r in (1, 2):
+            fig.add_annotation(text="audio not kept: no waveform or spectrogram", showarrow=False, font=dict(size=12),
+                               xref=f"x{'' if r == 1 else r} domain", yref=f"y{'' if r == 1 else r} domain",
+                               x=0.5, y=0.5)
     # 2. mel spectrogram as one PNG image (drawn by the browser at no cost, unlike a heatmap of
     #    ~100k cells), y in mel bands labelled in Hz; pitch / intensity over it
     if len(y) >= 512:
@@ -308,29 +311,17 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
         mine = lanes[spk]
         fig.add_trace(go.Bar(base=_f32([a_ for a_, _ in mine]), x=_f32([b_ - a_ for a_, b_ in mine]),
                              y=[spk] * len(mine), orientation="h", marker_color=colours[spk], name=spk,
-                             hovertemplate=f"{spk}<br>%{{base:.2f}} s, %{{x:.2f}} s long<extra></extra>"),
+                             hovertemplate=f"{plot_text(spk, width=200, limit=40)}<br>%{{base:.2f}} s, "
+                                           "%{x:.2f} s long<extra></extra>"),
                       row=3, col=1)
+    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(speakers)), tickmode="array",
+                     range=[-0.5, len(speakers) - 0.5],  # every lane, also those silent in a zoomed range
+                     tickvals=speakers, ticktext=[plot_text(x, width=200, limit=40) for x in speakers],
+                     tickfont=dict(size=10), row=3, col=1)
     _transcript_lane(fig, a, lo_s, hi_s, width_px, colours)
-    # 4. emotion overlay: window probabilities, dominant emotion per turn where its label fits
-    labels = a.labels
-    windows = [w for w in a.windows if w.end_s > lo_s and w.start_s < hi_s]
-    if windows:
-        centres, P, wspk = decimate_windows(windows, labels)
-        top = np.argsort(-P, axis=1)[:, :3]
-        hover = [f"{s_} {c:.1f} s<br>" + "<br>".join(f"{labels[k]}: {P[i, k]:.0%}" for k in top[i])
-                 for i, (c, s_) in enumerate(zip(centres, wspk))]
-        if overlay == "strip":
-            fig.add_trace(go.Heatmap(x=_f32(centres), y=labels, z=_f32(P.T), colorscale="Blues", zmin=0, zmax=1,
-                                     showscale=False, hovertemplate="%{y}: %{z:.0%} at %{x:.2f} s<extra></extra>"),
-                          row=4, col=1)
-        else:
-            for j, k in enumerate(labels):
-                fig.add_trace(go.Scatter(x=_f32(centres), y=_f32(P[:, j]), mode="lines", stackgroup="emo",
-                                         line=dict(width=0.5, color=EMOTION_COLOURS.get(k, "#999")), name=k,
-                                         legendgroup="emotion", text=hover if j == 0 else None,
-                                         hovertemplate=("%{text}<extra></extra>" if j == 0 else
-                                                        f"{k}: %{{y:.0%}}<extra></extra>")),
-                              row=4, col=1)
+    # 4. emotion, only where somebody speaks (ser.analysis.emotion_panel); the dominant emotion of
+    #    each turn written above it where its label fits
+    add_emotion_panel(fig, a, lo_s, hi_s, overlay=overlay, colours=colours, emotion_colours=EMOTION_COLOURS)
     emo = fig.get_subplot(4, 1)
     ex, ey = emo.xaxis.plotly_name.replace("axis", ""), emo.yaxis.plotly_name.replace("axis", "")
     min_len = (hi_s - lo_s) * label_px / width_px  # a label needs about label_px pixels
@@ -342,7 +333,6 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
     fig.update_layout(annotations=list(fig.layout.annotations) + notes[:200] + _transcript_notes(fig, a, lo_s, hi_s, width_px))
     fig.update_yaxes(title_text="Hz", row=2, col=1, secondary_y=False)
     fig.update_yaxes(range=[-peak, peak], showticklabels=False, row=1, col=1)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=4, col=1)
     fig.update_xaxes(range=[lo_s, hi_s])
     fig.update_xaxes(title_text="time (s)", row=4, col=1)
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), barmode="overlay",
@@ -363,7 +353,9 @@ def speaker_mix_chart(a: Analysis):
         fig.add_trace(go.Bar(y=speakers, x=[summary[s]["mean_probabilities"][k] for s in speakers], orientation="h",
                              name=k, marker_color=EMOTION_COLOURS.get(k, "#90a4ae"),
                              customdata=[round(summary[s]["talk_time_s"], 1) for s in speakers],
-                             hovertemplate=f"%{{y}}: {k} %{{x:.0%}} of %{{customdata}} s<extra></extra>"))
+                             text=[plot_text(s, width=200, limit=40) for s in speakers], textposition="none",
+                             hovertemplate=f"%{{text}}: {k} %{{x:.0%}} of %{{customdata}} s<extra></extra>"))
+    fig.update_yaxes(tickmode="array", tickvals=speakers, ticktext=[plot_text(s, width=200, limit=40) for s in speakers])
     return fig.update_layout(barmode="stack", height=60 + 45 * max(1, len(speakers)), xaxis=dict(tickformat=".0%",
                              range=[0, 1], title="emotion mix (talk-time weighted)"),
                              margin=dict(l=60, r=20, t=10, b=40), legend=dict(orientation="h", y=-0.5))
