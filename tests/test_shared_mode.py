@@ -222,6 +222,16 @@ def test_shared_mode_holds_against_a_colleague(server, tmp_path):
         # (6) the same recording analysed by bob is not "already analysed on this server"
         bob_label = _upload_and_wait(bob, clip)
         assert "already analysed on this server" not in bob_label, bob_label
+        # the Live page signed in: a quick clip's player is served to bob, and to nobody else
+        bob.get_by_role("link", name="Live").first.click()
+        bob.locator("input[type=file]").first.wait_for(state="attached", timeout=120_000)
+        bob.locator("input[type=file]").first.set_input_files(str(clip))
+        bob.locator(".ser-headline[data-result='clip-1']").first.wait_for(timeout=120_000)
+        bob.locator("audio").first.wait_for(state="attached", timeout=60_000)
+        live_src = bob.locator("audio").first.get_attribute("src")
+        live_media = live_src if live_src.startswith("http") else f"http://{server}{live_src}"
+        assert _get(live_media, bob_cookies) == 200 and _get(live_media) == 404
+        assert _get(live_media, alice_cookies) == 404
 
         # (1) alice closes her tab; her session ID, resumed without her cookie, is nobody
         alice.context.close()
