@@ -225,7 +225,10 @@ def test_shared_mode_holds_against_a_colleague(server, tmp_path):
         # the Live page signed in: a quick clip's player is served to bob, and to nobody else
         bob.get_by_role("link", name="Live").first.click()
         bob.locator("input[type=file]").first.wait_for(state="attached", timeout=120_000)
-        bob.locator("input[type=file]").first.set_input_files(str(clip))
+        # (other bytes than alice's recording: Streamlit names media files by their content, and
+        # alice's session rightly holds that one)
+        own = write(tmp_path / "bob-clip.wav", speak("This is my own clip, not hers.", "en-us+f2"), 16000, "wav")
+        bob.locator("input[type=file]").first.set_input_files(str(own))
         bob.locator(".ser-headline[data-result='clip-1']").first.wait_for(timeout=120_000)
         bob.locator("audio").first.wait_for(state="attached", timeout=60_000)
         live_src = bob.locator("audio").first.get_attribute("src")

@@ -147,7 +147,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
             progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
-            name: str | None = None, adapt: str = "none", threads: int | None = None,
+            name: str | None = None, adapt: str = "auto", threads: int | None = None,
             transcribe: bool = False, language: str | None = None, voices: list | None = None) -> Analysis:
     """Analyse one recording.
 
@@ -155,8 +155,11 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     file object). ``diarizer``: "builtin", "pyannote" or a Diarizer. ``model``: an
     EmotionModel or a model name/folder. ``window_s``/``hop_s``: the sliding windows that
     score long turns. ``progress(stage, fraction)`` is called as stages advance. ``adapt``:
-    "none", "recording" (centre the encoder features of all windows on the recording's own
-    statistics) or "speaker" (each diarized speaker's windows on their own); see ser.emotion.adapt.
+    "auto" (the default: "speaker" when the model has adaptation heads, else "none"), "none",
+    "recording" (centre the encoder features of all windows on the recording's own statistics)
+    or "speaker" (each diarized speaker's windows on their own); a group with too few windows or
+    that seems to hold one emotion is not adapted, and ``provenance["adaptation"]`` says what
+    was done; see ser.emotion.adapt.
     ``threads``: torch threads for this analysis (default: :mod:`ser.threads`' policy — one
     for recordings up to two minutes, the free cores for longer ones). ``transcribe``: add the
     transcript (words with speakers, utterances with emotion; ser.transcription), in ``language``
@@ -211,9 +214,11 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                                            num_speakers or min_speakers or 1) if voices else (turns, None))
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
-        if adapt != "none":
-            from ser.emotion.adapt import model_adapt_head
+        from ser.emotion.adapt import model_adapt_head, resolve_mode
 
+        requested = adapt
+        adapt, adapt_note = resolve_mode(em, adapt)
+        if adapt != "none":
             model_adapt_head(em, adapt)  # a clear error before any work when the model cannot adapt
         model_key = (str(em.path), em.id, _key(em.card.to_dict()))
         t0 = time.perf_counter()
@@ -245,7 +250,9 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "diarizer": dia_settings,
             "speaker_counts": counts,
             "window_s": window_s, "hop_s": hop_s,
-            "adaptation": summary(adapt, adapted, adapt_reports, "the recording" if adapt == "recording" else "diarized speakers"),
+            "adaptation": summary(adapt, adapted, adapt_reports,
+                                  "the recording" if adapt == "recording" else "diarized speakers",
+                                  requested=requested, note=adapt_note),
             "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
                       "source_channels": audio.source_channels, "codec": audio.codec},
             "no_speech": len(turns) == 0,
@@ -345,7 +352,7 @@ def _score_windows(em: Any, y: np.ndarray, sr: int, windows: list[_Window], turn
     from ser.emotion.adapt import adapt_probabilities
 
     groups = [turns[w.turn].speaker if adapt == "speaker" else "recording" for w in windows]
-    p, adapted, reports = adapt_probabilities(em, out, groups, adapt)
+    p, adapted, reports = adapt_probabilities(em, out, groups, adapt, unit="emotion window")
     return p.astype(np.float32), adapted, reports
 
 

@@ -170,10 +170,11 @@ def _add_analyze(sub) -> None:
     an.add_argument("--model", default="default", help="emotion model name under models/ or a model folder")
     an.add_argument("--label-set", help="report probabilities in this label set: ravdess8, basic7, four, valence3, "
                                          "valence2")
-    an.add_argument("--adapt", default="none", choices=["none", "recording", "speaker"],
+    an.add_argument("--adapt", default="auto", choices=["auto", "none", "recording", "speaker"],
                     help="unsupervised adaptation of the emotion model: recording = centre the features of all its "
                          "windows on the recording's own statistics, speaker = each diarized speaker's on their own "
-                         "(best when the recording holds several emotions; falls back when it seems to hold one)")
+                         "(a group that seems to hold one emotion, or has too few windows, is left as it is); "
+                         "auto (default) = speaker when the model has adaptation heads, else none")
     an.add_argument("--window", type=float, default=2.0, help="emotion window length in seconds (default 2)")
     an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
     an.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
