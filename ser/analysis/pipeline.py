@@ -214,12 +214,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                                            num_speakers or min_speakers or 1) if voices else (turns, None))
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
-        from ser.emotion.adapt import model_adapt_head, resolve_mode
-
-        requested = adapt
-        adapt, adapt_note = resolve_mode(em, adapt)
-        if adapt != "none":
-            model_adapt_head(em, adapt)  # a clear error before any work when the model cannot adapt
+        requested, (adapt, adapt_note) = adapt, _adaptation(em, adapt)
         model_key = (str(em.path), em.id, _key(em.card.to_dict()))
         t0 = time.perf_counter()
         windows = plan_windows(turns, sr, window_s, hop_s, len(y))
@@ -231,8 +226,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
         probs, adapted, adapt_reports = stage("emotion", (digest, model_key, window_s, hop_s, turns_key, adapt), score)
         timings["emotion_s"] = time.perf_counter() - t0
 
-        from ser.emotion.adapt import adapted_margin, summary
-
+        from ser.emotion.adapt import GROUP_KIND, adapted_margin, summary
         segments, window_segs, unscored = _segments(em, turns, windows, probs, adapted, adapted_margin(em, adapt), sr)
         words, utterances, transcript = [], [], None
         if transcribe:
@@ -250,9 +244,8 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "diarizer": dia_settings,
             "speaker_counts": counts,
             "window_s": window_s, "hop_s": hop_s,
-            "adaptation": summary(adapt, adapted, adapt_reports,
-                                  "the recording" if adapt == "recording" else "diarized speakers",
-                                  requested=requested, note=adapt_note),
+            "adaptation": summary(adapt, adapted, adapt_reports, GROUP_KIND.get(adapt, ""), requested=requested,
+                                  note=adapt_note),
             "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
                       "source_channels": audio.source_channels, "codec": audio.codec},
             "no_speech": len(turns) == 0,
@@ -328,6 +321,17 @@ def _adjusting(progress: Progress) -> Progress:
         progress(stage, frac)
 
     return wrapped
+
+
+def _adaptation(em: Any, adapt: str) -> tuple[str, str | None]:
+    """The adaptation an analysis runs with ("auto" resolved) and why auto came to none; a clear
+    error before any work when the model cannot adapt as asked."""
+    from ser.emotion.adapt import model_adapt_head, resolve_mode
+
+    adapt, note = resolve_mode(em, adapt)
+    if adapt != "none":
+        model_adapt_head(em, adapt)
+    return adapt, note
 
 
 def _score_windows(em: Any, y: np.ndarray, sr: int, windows: list[_Window], turns: list[SpeakerTurn], adapt: str,

@@ -44,6 +44,8 @@ ANALYZE_MODES = ("auto", "none", "recording", "speaker")
 #: it scored mean UAR 0.644 against 0.610 for one group per recording and 0.573 unadapted, and lost
 #: nothing on one-emotion groups (the guard fell back on all of them); see the model card
 AUTO_ANALYZE_MODE = "speaker"
+#: what an analysis's groups are, per mode (``provenance.adaptation.groups``)
+GROUP_KIND = {"recording": "the recording", "speaker": "diarized speakers"}
 #: which trained head each mode uses: a recording is a (small) batch
 HEAD_OF = {"batch": "batch", "recording": "batch", "speaker": "speaker"}
 #: what the training side centres on for each head
@@ -216,6 +218,6 @@ def summary(mode: str, adapted: np.ndarray, reports: dict, group_kind: str, *, r
             "per_group": reports, **extra}
 
 
-__all__ = ["ANALYZE_MODES", "AUTO_ANALYZE_MODE", "AdaptHead", "AdaptSettings", "PREDICT_MODES", "adapt_group", "adapt_logits",
+__all__ = ["ANALYZE_MODES", "AUTO_ANALYZE_MODE", "AdaptHead", "GROUP_KIND", "AdaptSettings", "PREDICT_MODES", "adapt_group", "adapt_logits",
            "adapt_probabilities", "adapted_margin", "check_mode", "group_centre", "logit_spread", "model_adapt_head", "resolve_mode",
            "summary"]
