@@ -203,7 +203,8 @@ def test_shared_mode_holds_against_a_colleague(server, tmp_path):
         assert sids, "no upload URL seen"
         alice_sid = sids[-1]
         # (5) the kept audio's player: alice's browser gets it; no cookie, bob's cookie: nothing
-        src = alice.locator("audio").first.get_attribute("src")
+        alice.locator("audio[src*='/media/']").first.wait_for(state="attached", timeout=60_000)
+        src = alice.locator("audio[src*='/media/']").first.get_attribute("src")
         assert src and "/media/" in src, src
         media = src if src.startswith("http") else f"http://{server}{src}"
         alice_cookies = {c["name"]: c["value"] for c in alice.context.cookies()}
@@ -230,8 +231,9 @@ def test_shared_mode_holds_against_a_colleague(server, tmp_path):
         own = write(tmp_path / "bob-clip.wav", speak("This is my own clip, not hers.", "en-us+f2"), 16000, "wav")
         bob.locator("input[type=file]").first.set_input_files(str(own))
         bob.locator(".ser-headline[data-result='clip-1']").first.wait_for(timeout=120_000)
-        bob.locator("audio").first.wait_for(state="attached", timeout=60_000)
-        live_src = bob.locator("audio").first.get_attribute("src")
+        player = bob.locator("audio[src*='/media/']").first  # (the element can stand before its source)
+        player.wait_for(state="attached", timeout=60_000)
+        live_src = player.get_attribute("src")
         live_media = live_src if live_src.startswith("http") else f"http://{server}{live_src}"
         assert _get(live_media, bob_cookies) == 200 and _get(live_media) == 404
         assert _get(live_media, alice_cookies) == 404
