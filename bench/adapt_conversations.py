@@ -1,4 +1,4 @@
-"""Per-speaker adaptation, the analyses' default, on simulated conversations of labelled acted clips.
+"""Adapting an analysis to its own recording, on simulated conversations of labelled acted clips.
 
     python bench/adapt_conversations.py [--n 30] [--moods 2 1]
 
@@ -7,13 +7,13 @@ shared corpus, rooms, noise, 0–20 % overlap). ``--moods``: how many of their e
 speaker's clips come from (2: a speaker changes mood once or twice; 1: every speaker holds one
 emotion throughout — the case where centring a speaker on themselves would erase it, and the
 guard must fall back). The pipeline runs as users run it (builtin diarizer, automatic count,
-2-s windows, 1-s hop) with ``adapt="none"`` and with the default ``"auto"`` (per speaker), on
-the same diarization. Every emotion window whose centre lies in exactly one reference utterance
+2-s windows, 1-s hop) with ``adapt="none"``, ``"speaker"`` (each diarized speaker centred on
+themselves) and ``"recording"`` (the whole recording as one group), on the same diarization. Every emotion window whose centre lies in exactly one reference utterance
 is scored against that utterance's emotion, the model choosing among the corpus's classes.
 
 **In-domain**: every shared corpus is in the shipped model's training data, so this says
-whether per-speaker adaptation helps or hurts *in a conversation* (overlapping windows of one
-speaker, one or two moods, rooms and noise) — not how much it gains on a new corpus (that is
+whether adaptation helps or hurts *in a conversation* (overlapping windows of one speaker, one
+or two moods, rooms and noise) — not how much it gains on a new corpus (that is
 the card's leave-one-corpus-out figure). Figures go to bench/results/adapt_conversations.json.
 """
 
@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("SER_SHARED", ROOT.parent / "shared")) / "data"
+MODES = ("none", "speaker", "recording")
 
 
 def labelled(pool, seed: int, settings):
@@ -97,7 +98,7 @@ def main() -> None:
     for moods in args.moods:
         settings = SimSettings(moods=moods)
         rows = []
-        pooled = {"none": {}, "auto": {}}
+        pooled = {m: {} for m in MODES}
         for i in range(args.n):
             seed = 7000 + 100 * moods + i
             t0 = time.time()
@@ -109,26 +110,26 @@ def main() -> None:
             audio = load_audio(buf.getvalue(), name=f"{sim.uri}.wav")
             cache = StageCache(max_items=16)
             row = {"seed": seed, "corpus": corpus, "speakers": sim.info["speakers"], "duration_s": sim.info["duration_s"]}
-            for mode in ("none", "auto"):
+            for mode in MODES:
                 a = analyze(audio, model=model, cache=cache, adapt=mode, name=sim.uri)
                 yt, yp = score(a, sim.turns, emotions, classes)
                 row[mode] = {"windows": len(yt), "accuracy": float(np.mean(np.array(yt) == np.array(yp))) if yt else None}
                 pooled[mode].setdefault(corpus, ([], []))
                 pooled[mode][corpus][0].extend(yt)
                 pooled[mode][corpus][1].extend(yp)
-                if mode == "auto":
+                if mode != "none":
                     ad = a.provenance["adaptation"]
                     groups = ad.get("per_group", {})
                     row["found_speakers"] = len(a.speakers)
-                    row["speakers_adapted"] = sum(r.get("used") == "adapted" for r in groups.values())
-                    row["adapted_share"] = ad.get("adapted_share", 0.0)
+                    row[mode]["groups_adapted"] = sum(r.get("used") == "adapted" for r in groups.values())
+                    row[mode]["adapted_share"] = ad.get("adapted_share", 0.0)
             rows.append(row)
-            print(f"moods={moods} {seed} {corpus}: {sim.info['speakers']} speakers, found {row['found_speakers']}, "
-                  f"adapted {row['speakers_adapted']} ({row['adapted_share']:.0%} of windows); accuracy "
-                  f"none {row['none']['accuracy']:.3f} auto {row['auto']['accuracy']:.3f} "
-                  f"({row['none']['windows']} windows, {time.time() - t0:.0f} s)", flush=True)
+            print(f"moods={moods} {seed} {corpus}: {sim.info['speakers']} speakers, found {row['found_speakers']}; "
+                  + ", ".join(f"{m} {row[m]['accuracy']:.3f}" + (f" ({row[m]['adapted_share']:.0%} adapted)"
+                                                                  if m != "none" else "") for m in MODES)
+                  + f" ({row['none']['windows']} windows, {time.time() - t0:.0f} s)", flush=True)
         summary = {}
-        for mode in ("none", "auto"):
+        for mode in MODES:
             per_corpus = {c: {"windows": len(t), "uar": float(balanced_accuracy_score(t, p)),
                               "accuracy": float(np.mean(np.array(t) == np.array(p)))}
                           for c, (t, p) in pooled[mode].items()}
@@ -136,11 +137,13 @@ def main() -> None:
                              "mean_uar": float(np.mean([v["uar"] for v in per_corpus.values()])),
                              "mean_conversation_accuracy": float(np.mean([r[mode]["accuracy"] for r in rows
                                                                           if r[mode]["accuracy"] is not None]))}
-        diffs = [r["auto"]["accuracy"] - r["none"]["accuracy"] for r in rows if r["none"]["accuracy"] is not None]
-        summary["auto_minus_none"] = {"mean": float(np.mean(diffs)), "worst": float(np.min(diffs)),
-                                      "conversations_worse_by_0.03": int(sum(d < -0.03 for d in diffs)),
-                                      "conversations": len(diffs)}
-        summary["adapted_share_mean"] = float(np.mean([r["adapted_share"] for r in rows]))
+        for mode in MODES[1:]:
+            diffs = [r[mode]["accuracy"] - r["none"]["accuracy"] for r in rows if r["none"]["accuracy"] is not None]
+            summary[f"{mode}_minus_none"] = {"mean": float(np.mean(diffs)), "worst": float(np.min(diffs)),
+                                             "best": float(np.max(diffs)),
+                                             "conversations_worse_by_0.03": int(sum(d < -0.03 for d in diffs)),
+                                             "conversations": len(diffs)}
+            summary[mode]["adapted_share_mean"] = float(np.mean([r[mode]["adapted_share"] for r in rows]))
         results["settings"][f"moods={moods}"] = {"summary": summary, "conversations": rows}
         print(json.dumps({f"moods={moods}": summary}, indent=1), flush=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -86,7 +86,7 @@ st.title("Analyze a recording")
 st.caption("Who spoke when, and how they sounded: waveform, spectrogram, speaker lanes and emotion "
            "probabilities over one time axis.")
 
-ADAPT_OPTIONS = {"auto": "auto", "off": "none", "recording": "recording", "per speaker": "speaker"}
+ADAPT_OPTIONS = {"off": "none", "recording": "recording", "per speaker": "speaker"}
 
 # --- source --------------------------------------------------------------------------
 SOURCES = ["Emotion demo", "Dialogue demo", "Upload", "Record"]
@@ -155,9 +155,10 @@ with st.expander("Settings", expanded=False):
             help="Uses the recording's own statistics (no labels): the emotion features of all its windows, or of "
                  "each speaker's, are centred on themselves, which removes much of what a new microphone, room or "
                  "voice shifts. A group that seems to hold one emotion, or has too few windows, is left as it is, "
-                 "and the line under the chart says so. Auto (the default) adapts per speaker when the model can. "
-                 "On corpora the model never saw, adapting to each speaker raised UAR from 0.57 to 0.64 and lost "
-                 "nothing on one-emotion groups; to batches of 30+ clips, +0.03 (docs/evaluation.md).")]
+                 "and the line under the chart says so. On acted corpora the model never saw (every speaker "
+                 "showing every emotion) per-speaker adaptation raised UAR from 0.57 to 0.64; in conversations, "
+                 "where a speaker shows one or two emotions, it lost accuracy — so it is off by default "
+                 "(docs/evaluation.md).")]
     with c3:
         n_mels = st.select_slider("Mel bands", [40, 64, 80, 128], 80, key="analyze_mels")
         fmax = st.select_slider("Maximum frequency (Hz)", [4000, 5000, 6000, 8000], 8000, key="analyze_fmax")
@@ -273,12 +274,10 @@ if ad.get("mode", "none") != "none":  # one line: what was adapted, and what was
     used = [g for g, r in groups.items() if r.get("used") == "adapted"]
     fell = {g: r.get("reason", "") for g, r in groups.items() if r.get("used") != "adapted"}
     unit = "speaker" if ad["mode"] == "speaker" else "recording"
-    st.caption(f"Adapted to this recording ({'per speaker' if unit == 'speaker' else 'as a whole'}"
-               f"{', auto' if ad.get('requested') == 'auto' else ''}): {len(used)} of {len(groups)} "
+    st.caption(f"Adapted to this recording ({'per speaker' if unit == 'speaker' else 'as a whole'}): "
+               f"{len(used)} of {len(groups)} "
                f"{unit}{'s' if len(groups) != 1 else ''}, {ad.get('adapted_share', 0):.0%} of the emotion windows"
                + "".join(f"; {plain(g)} not adapted: {plain(why)}" for g, why in fell.items()))
-elif ad.get("note"):
-    st.caption(f"Not adapted: {plain(ad['note'])}")
 
 ident = analysis.provenance.get("voices")
 if ident:

@@ -147,7 +147,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
             window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S, device: str = "auto",
             progress: Progress | None = None, cache: StageCache | None = DEFAULT_CACHE,
-            name: str | None = None, adapt: str = "auto", threads: int | None = None,
+            name: str | None = None, adapt: str = "none", threads: int | None = None,
             transcribe: bool = False, language: str | None = None, voices: list | None = None) -> Analysis:
     """Analyse one recording.
 
@@ -155,11 +155,11 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
     file object). ``diarizer``: "builtin", "pyannote" or a Diarizer. ``model``: an
     EmotionModel or a model name/folder. ``window_s``/``hop_s``: the sliding windows that
     score long turns. ``progress(stage, fraction)`` is called as stages advance. ``adapt``:
-    "auto" (the default: "speaker" when the model has adaptation heads, else "none"), "none",
-    "recording" (centre the encoder features of all windows on the recording's own statistics)
-    or "speaker" (each diarized speaker's windows on their own); a group with too few windows or
-    that seems to hold one emotion is not adapted, and ``provenance["adaptation"]`` says what
-    was done; see ser.emotion.adapt.
+    "none" (the default), "recording" (centre the encoder features of all windows on the
+    recording's own statistics) or "speaker" (each diarized speaker's windows on their own); a
+    group with too few windows or that seems to hold one emotion is not adapted, and
+    ``provenance["adaptation"]`` says what was done; see ser.emotion.adapt (and
+    bench/adapt_conversations.py for why neither is the default).
     ``threads``: torch threads for this analysis (default: :mod:`ser.threads`' policy — one
     for recordings up to two minutes, the free cores for longer ones). ``transcribe``: add the
     transcript (words with speakers, utterances with emotion; ser.transcription), in ``language``
@@ -214,7 +214,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
                                            num_speakers or min_speakers or 1) if voices else (turns, None))
 
         em = model if isinstance(model, EmotionModel) else load_model(model, device=device)
-        requested, (adapt, adapt_note) = adapt, _adaptation(em, adapt)
+        _check_adaptable(em, adapt)
         model_key = (str(em.path), em.id, _key(em.card.to_dict()))
         t0 = time.perf_counter()
         windows = plan_windows(turns, sr, window_s, hop_s, len(y))
@@ -244,8 +244,7 @@ def analyze(audio: Audio | Any, *, diarizer: str | Diarizer = "builtin", model: 
             "diarizer": dia_settings,
             "speaker_counts": counts,
             "window_s": window_s, "hop_s": hop_s,
-            "adaptation": summary(adapt, adapted, adapt_reports, GROUP_KIND.get(adapt, ""), requested=requested,
-                                  note=adapt_note),
+            "adaptation": summary(adapt, adapted, adapt_reports, GROUP_KIND.get(adapt, "")),
             "audio": {"sha256": digest, "duration_s": round(audio.duration_s, 3), "source_sample_rate": audio.source_sr,
                       "source_channels": audio.source_channels, "codec": audio.codec},
             "no_speech": len(turns) == 0,
@@ -323,15 +322,12 @@ def _adjusting(progress: Progress) -> Progress:
     return wrapped
 
 
-def _adaptation(em: Any, adapt: str) -> tuple[str, str | None]:
-    """The adaptation an analysis runs with ("auto" resolved) and why auto came to none; a clear
-    error before any work when the model cannot adapt as asked."""
-    from ser.emotion.adapt import model_adapt_head, resolve_mode
-
-    adapt, note = resolve_mode(em, adapt)
+def _check_adaptable(em: Any, adapt: str) -> None:
+    """A clear error before any work when the model cannot adapt as asked."""
     if adapt != "none":
+        from ser.emotion.adapt import model_adapt_head
+
         model_adapt_head(em, adapt)
-    return adapt, note
 
 
 def _score_windows(em: Any, y: np.ndarray, sr: int, windows: list[_Window], turns: list[SpeakerTurn], adapt: str,

@@ -170,11 +170,12 @@ def _add_analyze(sub) -> None:
     an.add_argument("--model", default="default", help="emotion model name under models/ or a model folder")
     an.add_argument("--label-set", help="report probabilities in this label set: ravdess8, basic7, four, valence3, "
                                          "valence2")
-    an.add_argument("--adapt", default="auto", choices=["auto", "none", "recording", "speaker"],
+    an.add_argument("--adapt", default="none", choices=["none", "recording", "speaker"],
                     help="unsupervised adaptation of the emotion model: recording = centre the features of all its "
                          "windows on the recording's own statistics, speaker = each diarized speaker's on their own "
-                         "(a group that seems to hold one emotion, or has too few windows, is left as it is); "
-                         "auto (default) = speaker when the model has adaptation heads, else none")
+                         "(a group that seems to hold one emotion, or has too few windows, is left as it is). "
+                         "Off by default: in conversations, where a speaker shows one or two emotions, per-speaker "
+                         "centring lost accuracy (bench/results/adapt_conversations.json)")
     an.add_argument("--window", type=float, default=2.0, help="emotion window length in seconds (default 2)")
     an.add_argument("--hop", type=float, default=1.0, help="emotion window hop in seconds (default 1)")
     an.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],

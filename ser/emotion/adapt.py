@@ -39,11 +39,7 @@ from ser.emotion.calibration import softmax
 from ser.errors import ConfigError, ModelError
 
 PREDICT_MODES = ("none", "batch", "speaker")
-ANALYZE_MODES = ("auto", "none", "recording", "speaker")
-#: what "auto" means in an analysis: each diarized speaker on their own — under leave-one-corpus-out
-#: it scored mean UAR 0.644 against 0.610 for one group per recording and 0.573 unadapted, and lost
-#: nothing on one-emotion groups (the guard fell back on all of them); see the model card
-AUTO_ANALYZE_MODE = "speaker"
+ANALYZE_MODES = ("none", "recording", "speaker")
 #: what an analysis's groups are, per mode (``provenance.adaptation.groups``)
 GROUP_KIND = {"recording": "the recording", "speaker": "diarized speakers"}
 #: which trained head each mode uses: a recording is a (small) batch
@@ -175,18 +171,6 @@ def model_adapt_head(model, mode: str) -> tuple[AdaptHead, AdaptSettings]:
     return cache[name], AdaptSettings.from_card(card[name])
 
 
-def resolve_mode(model, mode: str) -> tuple[str, str | None]:
-    """The mode an analysis runs with: ``"auto"`` is :data:`AUTO_ANALYZE_MODE` when the model has
-    that head, else ``"none"`` with the reason; other modes are themselves."""
-    if mode != "auto":
-        return mode, None
-    try:
-        model_adapt_head(model, AUTO_ANALYZE_MODE)
-    except ModelError:
-        return "none", f"the model {model.id} has no adaptation heads (trained without \"adapt\"), so none was used"
-    return AUTO_ANALYZE_MODE, None
-
-
 def adapt_probabilities(model, X: np.ndarray, groups: Sequence[str], mode: str, *,
                         unit: str = "clip") -> tuple[np.ndarray, np.ndarray, dict]:
     """Probabilities (N, C) of pooled features ``X`` (N, F) under adaptation ``mode`` per group;
@@ -207,17 +191,13 @@ def adapted_margin(model, mode: str) -> float | None:
     return model.card.adaptation.get(HEAD_OF[mode], {}).get("uncertain_margin")
 
 
-def summary(mode: str, adapted: np.ndarray, reports: dict, group_kind: str, *, requested: str | None = None,
-            note: str | None = None) -> dict:
-    """What goes into a result's ``"adaptation"`` field (``requested``: the mode asked for, when
-    it was "auto"; ``note``: why auto came to none)."""
-    extra = {**({"requested": requested} if requested and requested != mode else {}), **({"note": note} if note else {})}
+def summary(mode: str, adapted: np.ndarray, reports: dict, group_kind: str) -> dict:
+    """What goes into a result's ``"adaptation"`` field."""
     if mode == "none":
-        return {"mode": "none", **extra}
+        return {"mode": "none"}
     return {"mode": mode, "groups": group_kind, "adapted_share": round(float(np.mean(adapted)) if len(adapted) else 0.0, 3),
-            "per_group": reports, **extra}
+            "per_group": reports}
 
 
-__all__ = ["ANALYZE_MODES", "AUTO_ANALYZE_MODE", "AdaptHead", "GROUP_KIND", "AdaptSettings", "PREDICT_MODES", "adapt_group", "adapt_logits",
-           "adapt_probabilities", "adapted_margin", "check_mode", "group_centre", "logit_spread", "model_adapt_head", "resolve_mode",
-           "summary"]
+__all__ = ["ANALYZE_MODES", "AdaptHead", "GROUP_KIND", "AdaptSettings", "PREDICT_MODES", "adapt_group", "adapt_logits",
+           "adapt_probabilities", "adapted_margin", "check_mode", "group_centre", "logit_spread", "model_adapt_head", "summary"]

@@ -297,10 +297,9 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
         label_set: str | None = Form(None, description="ravdess8, basic7, four, valence3 or valence2"),
         diarizer: str = Form("builtin", description="builtin, or pyannote when the server has a pipeline "
                                                     "($SER_PYANNOTE_PIPELINE folder or a token)"),
-        adapt: str = Form("auto", description="unsupervised adaptation: auto (default: speaker when the model "
-                                              "can), none, recording (centre the emotion features on this "
-                                              "recording's own statistics) or speaker (on each diarized speaker's); "
-                                              "a group that seems to hold one emotion is left as it is"),
+        adapt: str = Form("none", description="unsupervised adaptation: none, recording (centre the emotion "
+                                              "features on this recording's own statistics) or speaker (on each "
+                                              "diarized speaker's); best when the recording holds several emotions"),
         transcribe: bool = Form(False, description="add the transcript: words with their speaker, utterances with "
                                                    "their emotion (Whisper-base, offline)"),
         language: str | None = Form(None, max_length=16, description="the transcript's language, a Whisper code "
@@ -309,8 +308,8 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
                                               "(/v1/voices); provenance.voices says who matched how well"),
     ) -> dict:
         check_key(request)
-        if adapt not in ("auto", "none", "recording", "speaker"):
-            raise APIError(400, "config_error", f"Unknown adapt {adapt!r}; choose auto, none, recording or speaker.")
+        if adapt not in ("none", "recording", "speaker"):
+            raise APIError(400, "config_error", f"Unknown adapt {adapt!r}; choose none, recording or speaker.")
         if diarizer not in ("builtin", "pyannote"):
             raise APIError(400, "config_error", f"Unknown diarizer {diarizer!r}; choose builtin or pyannote.")
         if label_set is not None:

@@ -52,7 +52,7 @@ class BatchOptions:
     window_s: float = 2.0
     hop_s: float = 1.0
     label_set: str | None = None
-    adapt: str = "auto"  # ser.emotion.adapt: auto (per speaker when the model can), none, recording, speaker
+    adapt: str = "none"  # ser.emotion.adapt: none, recording, speaker
     threads: int = 0
     transcribe: bool = False  # ser.transcription: words with speakers and emotion
     language: str | None = None  # the transcript's language (a Whisper code; None: detected)
@@ -120,11 +120,10 @@ def prepare(opts: BatchOptions):
         if not available():
             raise ConfigError(missing_message())
         check_language(opts.language)
-    from ser.emotion.adapt import ANALYZE_MODES, check_mode, model_adapt_head, resolve_mode
+    if opts.adapt != "none":
+        from ser.emotion.adapt import ANALYZE_MODES, check_mode, model_adapt_head
 
-    mode, _ = resolve_mode(loaded[0], check_mode(opts.adapt, ANALYZE_MODES))
-    if mode != "none":
-        model_adapt_head(loaded[0], mode)
+        model_adapt_head(loaded[0], check_mode(opts.adapt, ANALYZE_MODES))
     return loaded
 
 
