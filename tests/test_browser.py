@@ -587,3 +587,40 @@ def test_emotion_is_empty_where_nobody_speaks_and_800_px_keeps_whole_labels(app_
         assert not truncated, truncated
         page.screenshot(path=str(tmp_path / "analyze-800.png"), full_page=True)
         browser.close()
+
+
+def test_a_selected_turn_plays_exactly_that_turn(app_url):
+    """Issue 32: a turn played from whole seconds (4.91-5.79 s played 4.00 → 5.21). Selecting a
+    turn in the table serves a cut of exactly that span: the player's duration is the turn's
+    length within 0.05 s (ser.audio.clip.cut_wav is sample-accurate; tests/test_audio.py)."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(app_url, wait_until="networkidle")
+        page.locator("label").filter(has_text="Dialogue demo").first.click(timeout=120_000)
+        page.get_by_text("Analysed 31.3 s").first.wait_for(timeout=300_000)
+        table = page.locator("xpath=//h3[contains(., 'Turns')]/following::*[@data-testid='stDataFrame'][1]")
+        table.wait_for(timeout=60_000)
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        n_audio = page.locator("audio").count()
+        page.mouse.click(box["x"] + 12, box["y"] + 35 + 35 + 17)  # the second turn's selection box
+        playing = page.get_by_text(re.compile(r"Playing .*, [\d.]+–[\d.]+ s \(just this turn\)")).first
+        playing.wait_for(timeout=60_000)
+        a, b = map(float, re.search(r"([\d.]+)–([\d.]+) s", playing.inner_text()).groups())
+        page.wait_for_function(f"document.querySelectorAll('audio').length >= {n_audio}", timeout=30_000)
+        page.wait_for_function("[...document.querySelectorAll('audio')].some(e => (e.src || '').includes('/media/') "
+                               "&& e.src.endsWith('.wav'))", timeout=30_000)
+        duration = page.evaluate("""async () => {
+            const el = [...document.querySelectorAll('audio')].filter(e => e.src.endsWith('.wav')).pop();
+            if (el.readyState < 1) await new Promise(r => el.addEventListener('loadedmetadata', r, {once: true}));
+            return el.duration;
+        }""")
+        assert duration == pytest.approx(b - a, abs=0.05), (duration, a, b)
+        browser.close()
