@@ -184,6 +184,7 @@ def _guard(app, allow):
 
 
 def _media_allowed(registry: Sessions, media_mgr):
+    import contextlib
     import os
 
     def allow(scope) -> bool:
@@ -192,7 +193,8 @@ def _media_allowed(registry: Sessions, media_mgr):
             return False
         file_id = os.path.splitext(scope.get("path_params", {}).get("file_id", "").rsplit("/", 1)[-1])[0]
         held = getattr(media_mgr, "_files_by_session_and_coord", {})
-        return any(file_id in held.get(sid, {}).values() for sid in registry.sessions_of(user))
+        with getattr(media_mgr, "_lock", None) or contextlib.nullcontext():  # script threads add files meanwhile
+            return any(file_id in held.get(sid, {}).values() for sid in registry.sessions_of(user))
 
     return allow
 
