@@ -271,14 +271,14 @@ def test_shared_mode_holds_against_a_colleague(server, tmp_path):
         guesser.goto(f"http://{server}", wait_until="networkidle")
         guesser.get_by_role("button", name="Sign in").wait_for(timeout=120_000)
         wait = 0
-        for _ in range(12):  # fail until the back-off is long enough to look at it
+        for _ in range(16):  # fail until the back-off is long enough to look at it
             said = _last_sign_in_message(guesser, "mallory", "guess")
             if "Too many failed sign-ins" in said:
                 wait = int(said.split("try again in ")[1].split(" s")[0])
-                if wait >= 6:
+                if wait >= 12:  # room for the socket and the next attempt, however busy the machine
                     break
                 time.sleep(wait + 0.3)
-        assert wait >= 6, said
+        assert wait >= 12, said
         clear = BackMsg()
         clear.clear_cache = True
         _raw_session(server, back_msgs=[clear], listen_s=1.0)
