@@ -93,8 +93,8 @@ def _runs(P: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def add_emotion_panel(fig, a, lo_s: float, hi_s: float, *, overlay: str, colours: dict,
-                      emotion_colours: dict, row: int = 4, max_bins: int = 600) -> None:
+def add_emotion_panel(fig, a, lo_s: float, hi_s: float, *, overlay: str, emotion_colours: dict, row: int = 4,
+                      max_bins: int = 600) -> None:
     """Draw ``a``'s emotion over ``[lo_s, hi_s]`` into ``fig``'s ``row`` (see the module)."""
     import plotly.graph_objects as go
 

@@ -321,7 +321,7 @@ def analysis_figure(y: np.ndarray, sr: int, a: Analysis, *, spec: SpectrogramSet
     _transcript_lane(fig, a, lo_s, hi_s, width_px, colours)
     # 4. emotion, only where somebody speaks (ser.analysis.emotion_panel); the dominant emotion of
     #    each turn written above it where its label fits
-    add_emotion_panel(fig, a, lo_s, hi_s, overlay=overlay, colours=colours, emotion_colours=EMOTION_COLOURS)
+    add_emotion_panel(fig, a, lo_s, hi_s, overlay=overlay, emotion_colours=EMOTION_COLOURS)
     emo = fig.get_subplot(4, 1)
     ex, ey = emo.xaxis.plotly_name.replace("axis", ""), emo.yaxis.plotly_name.replace("axis", "")
     min_len = (hi_s - lo_s) * label_px / width_px  # a label needs about label_px pixels
