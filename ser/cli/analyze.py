@@ -134,7 +134,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         if row["status"] == "error":
-            print(f"ser analyze: {files[0]}: {row['error']}", file=sys.stderr)
+            err = row["error"]  # the audio door's messages name the file already: say it once
+            where = "" if err.startswith(files[0].name) else f"{files[0]}: "
+            print(f"ser analyze: {where}{err}", file=sys.stderr)
             return 1
         summary = "no speech found" if row["status"] == "no speech" else (
             f"{row['speakers']} speaker(s), {row['turns']} turn(s)")
