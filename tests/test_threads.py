@@ -186,3 +186,42 @@ def test_an_adaptive_job_follows_the_free_cores_while_it_runs(monkeypatch):
         free[0] = 1.0
         threads.adjust()
         assert torch.get_num_threads() == 2 and threads.used() == []
+
+
+def test_independent_tasks_run_on_one_torch_thread_per_worker_and_report_in_the_calling_thread(monkeypatch):
+    import torch
+
+    from ser import threads
+
+    monkeypatch.delenv("SER_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "free_cores", lambda: 1.0)  # one core busy elsewhere
+    seen, done = [], []
+
+    def task(x: int) -> int:
+        seen.append((threading.current_thread().name, torch.get_num_threads(), torch.is_inference_mode_enabled()))
+        return x * x
+
+    caller = threading.current_thread().name
+    assert threads.task_workers() == 1  # outside a job: as before
+    with threads.job_threads(600.0):
+        assert threads.task_workers() == 3  # a core busy elsewhere: one more worker than cores
+        out = threads.parallel_map(task, list(range(20)), on_done=lambda k: done.append((k, threading.current_thread().name)))
+    assert out == [x * x for x in range(20)]
+    assert {n for n, _, _ in seen} <= {f"ser-task_{i}" for i in range(3)} and all(t == 1 and inf for _, t, inf in seen)
+    assert [k for k, _ in done] == list(range(1, 21)) and {n for _, n in done} == {caller}
+    with threads.job_threads(600.0, threads=2):  # a fixed count: one task at a time, on its threads
+        assert threads.task_workers() == 1
+    with threads.job_threads(4.0):  # a clip, a live window
+        assert threads.task_workers() == 1
+    monkeypatch.setattr(threads, "free_cores", lambda: 2.0)
+    with threads.job_threads(600.0):  # idle: one worker per core
+        assert threads.task_workers() == 2
+
+    def boom(x: int) -> int:
+        if x == 3:
+            raise ValueError("task 3 failed")
+        return x
+
+    with threads.job_threads(600.0), pytest.raises(ValueError, match="task 3"):
+        threads.parallel_map(boom, list(range(8)))

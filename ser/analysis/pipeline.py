@@ -27,7 +27,8 @@ from ser.audio.decode import Audio, load_audio
 from ser.diarization.backends import BuiltinDiarizer, get_diarizer
 from ser.diarization.base import Diarizer, Progress, _noop, check_speaker_counts
 from ser.errors import ConfigError
-from ser.threads import adjust as adjust_threads, job_threads, mode as thread_mode, used as thread_counts_used
+from ser.threads import adjust as adjust_threads, job_threads, mode as thread_mode, parallel_map
+from ser.threads import used as thread_counts_used
 
 
 DEFAULT_WINDOW_S = 2.0
@@ -340,13 +341,14 @@ def _score_windows(em: Any, y: np.ndarray, sr: int, windows: list[_Window], turn
     by_turn: dict[int, list[int]] = {}
     for j, w in enumerate(windows):
         by_turn.setdefault(w.turn, []).append(j)
-    done = 0
-    for rows in by_turn.values():  # each turn is encoded once; its windows pool their frames
+    def turn(rows: list[int]) -> np.ndarray:  # each turn is encoded once; its windows pool their frames
         a, b = windows[rows[0]].start, max(windows[j].end for j in rows)
         spans = [(windows[j].start - a, windows[j].end - a) for j in rows]
-        out[rows] = em.predict_proba_spans(y[a:b], sr, spans) if adapt == "none" else em.pooled_spans(y[a:b], sr, spans)
-        done += len(rows)
-        progress("emotion", done / max(1, len(windows)))
+        return em.predict_proba_spans(y[a:b], sr, spans) if adapt == "none" else em.pooled_spans(y[a:b], sr, spans)
+
+    tasks = sorted(by_turn.values(), key=lambda rows: windows[rows[0]].start - max(windows[j].end for j in rows))
+    for rows, p in zip(tasks, parallel_map(turn, tasks, on_done=lambda k: progress("emotion", k / len(tasks)))):
+        out[rows] = p
     if adapt == "none":
         return out, np.zeros(len(windows), bool), {}
     from ser.emotion.adapt import adapt_probabilities

@@ -262,31 +262,44 @@ def fbank(y: np.ndarray, sr: int = 16000, *, block_s: float = 120.0) -> np.ndarr
 def embed_windows(feats: np.ndarray, windows: np.ndarray, *, batch: int = 16, progress=None) -> np.ndarray:
     """Unit-norm CAM++ embeddings of ``windows`` ((W, 2) frame ranges of ``feats``).
 
-    Windows of one length are batched together; each window's mean is removed first."""
+    Windows of one length are batched together; each window's mean is removed first. The
+    batches are independent tasks (:func:`ser.threads.parallel_map`): with two workers a batch
+    is at most a sixth of the windows, so neither worker waits long for the other at the end."""
+    from ser import threads
+
     model = network()
     W = len(windows)
     out = np.zeros((W, EMBED_DIM), np.float32)
     if W == 0:
         return out
-    done = 0
+    workers = threads.task_workers()
+    if workers > 1:
+        batch = int(min(batch, max(4, -(-W // (3 * workers)))))
     lengths = np.clip(windows[:, 1], 0, len(feats)) - np.clip(windows[:, 0], 0, len(feats))
-    with torch.inference_mode():
-        for L in np.unique(lengths):
-            idx = np.flatnonzero(lengths == L)
-            L = int(max(L, 20))
-            for i in range(0, len(idx), batch):
-                sel = idx[i:i + batch]
-                X = np.zeros((len(sel), L, 80), np.float32)
-                for j, w in enumerate(sel):
-                    a = int(max(0, windows[w, 0]))
-                    seg = feats[a: a + L]
-                    X[j, : len(seg)] = seg
-                    X[j, len(seg):] = seg.mean(0) if len(seg) else 0.0
-                X -= X.mean(1, keepdims=True)
-                out[sel] = model(torch.from_numpy(X)).numpy()
-                done += len(sel)
-                if progress is not None:
-                    progress(done / W)
+    tasks = []
+    for L in np.unique(lengths):
+        idx = np.flatnonzero(lengths == L)
+        tasks += [(idx[i:i + batch], int(max(L, 20))) for i in range(0, len(idx), batch)]
+    tasks.sort(key=lambda t: -len(t[0]) * t[1])
+
+    def run(task: tuple[np.ndarray, int]) -> np.ndarray:
+        sel, L = task
+        X = np.zeros((len(sel), L, 80), np.float32)
+        for j, w in enumerate(sel):
+            a = int(max(0, windows[w, 0]))
+            seg = feats[a: a + L]
+            X[j, : len(seg)] = seg
+            X[j, len(seg):] = seg.mean(0) if len(seg) else 0.0
+        X -= X.mean(1, keepdims=True)
+        with torch.inference_mode():
+            return model(torch.from_numpy(X)).numpy()
+
+    def finished(k: int) -> None:
+        if progress is not None:
+            progress(min(1.0, k / len(tasks)))
+
+    for (sel, _), emb in zip(tasks, threads.parallel_map(run, tasks, on_done=finished)):
+        out[sel] = emb
     out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-9
     return out
 

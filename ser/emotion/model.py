@@ -23,6 +23,7 @@ A model folder holds ``model.safetensors`` and ``card.json`` (see :class:`ModelC
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +37,8 @@ from ser.errors import AudioError, ModelError
 from ser.emotion.features import pooled_statistics, trim_silence
 from ser.emotion.folder import CARD_FILE, ModelCard, WEIGHTS_FILE, model_fingerprint, resolve_model_dir
 from ser.emotion.nets import build_model
+
+_FRAMES_LOCK = threading.Lock()
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -137,9 +140,12 @@ class EmotionModel:
     def _whisper_frames(self):
         frames = self.__dict__.get("_frames")
         if frames is None:  # built once per loaded model (the log-mel front end holds the filterbank)
-            from ser.emotion.whisper import WhisperFrames
+            with _FRAMES_LOCK:  # the emotion stage's workers may ask at once
+                frames = self.__dict__.get("_frames")
+                if frames is None:
+                    from ser.emotion.whisper import WhisperFrames
 
-            frames = self._frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
+                    frames = self._frames = WhisperFrames(self.net.encoder, self.net.layers).to(self.device)
         return frames
 
     def pooled_spans(self, y: np.ndarray, sr: int, spans: Sequence[tuple[int, int]]) -> np.ndarray:
