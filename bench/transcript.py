@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/transcript.py wer   [--corpus ravdess emodb] [--limit N] [--language given|detect]
     .venv/bin/python bench/transcript.py speed [--runs 5] [--minutes 60]
+    .venv/bin/python bench/transcript.py memory [--minutes 60]
     .venv/bin/python bench/transcript.py after [--runs 4] [--ct2-threads 2] [--isolated]
 
 ``wer``: every clip of RAVDESS actors 01–20 (two English statements) and of EmoDB (ten German
@@ -145,6 +146,58 @@ def _analysis_worker() -> None:
                                                                       .ru_maxrss / 1024, 1)}), flush=True)
 
 
+def _tree_rss(pid: int) -> dict[int, float]:
+    """Resident MB of ``pid`` and its descendants (from /proc)."""
+    kids: dict[int, list[int]] = {}
+    rss: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            st = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            kids.setdefault(int(st[1]), []).append(int(d.name))
+            rss[int(d.name)] = int(st[21]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        if p in rss:
+            out[p] = rss[p]
+        todo += kids.get(p, [])
+    return out
+
+
+def run_memory(args: argparse.Namespace) -> dict:
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from analyze_speed import build_recording
+
+    (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
+    path = Path(build_recording(args.minutes, ROOT / "bench" / "out" / f"speech_{int(args.minutes)}min.flac")["path"])
+    with tempfile.TemporaryDirectory() as out_dir:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "ser.cli", "analyze", str(path), "--transcribe", "--format",
+                                 "json", "--out", out_dir, "--quiet"], cwd=ROOT)
+        peak_sum, peaks = 0.0, {}
+        while proc.poll() is None:
+            now = _tree_rss(proc.pid)
+            peak_sum = max(peak_sum, sum(now.values()))
+            for p, mb in now.items():
+                peaks[p] = max(peaks.get(p, 0.0), mb)
+            time.sleep(0.1)
+        wall = time.perf_counter() - t0
+        result = json.loads(next(Path(out_dir).glob("*.json")).read_text())
+    per = sorted(peaks.values(), reverse=True)
+    res = {"minutes": args.minutes, "command": "ser analyze FILE --transcribe --format json", "exit": proc.returncode,
+           "wall_s": round(wall, 1), "rtf": round(wall / (args.minutes * 60), 4),
+           "peak_rss_sum_mb": round(peak_sum), "peak_rss_per_process_mb": [round(x) for x in per],
+           "timings_s": result["provenance"].get("timings_s"), "words": len(result.get("words", []))}
+    print(json.dumps(res), flush=True)
+    return res
+
+
 def run_speed(args: argparse.Namespace) -> dict:
     short = SHARED / "diarization" / "pyannote_ami_trn00.wav"
     proc = subprocess.Popen([sys.executable, __file__, "_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -245,13 +298,17 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--runs", type=int, default=5)
     s.add_argument("--minutes", type=float, default=60.0)
+    m = sub.add_parser("memory", help="peak memory of a fresh ser analyze --transcribe, child included")
+    m.add_argument("--minutes", type=float, default=60.0)
+    m.add_argument("--out", default="transcript_memory.json", help="file name under bench/results")
     f = sub.add_parser("after", help="torch's analysis before and after CTranslate2 ran in the process")
     f.add_argument("--runs", type=int, default=4)
     f.add_argument("--ct2-threads", type=int, default=2)
     f.add_argument("--isolated", action="store_true", help="transcribe in the child process, as analyze() does")
     args = ap.parse_args()
-    res = {"wer": run_wer, "speed": run_speed, "after": run_after}[args.cmd](args)
+    res = {"wer": run_wer, "speed": run_speed, "after": run_after, "memory": run_memory}[args.cmd](args)
     name = {"wer": f"transcript_wer_{getattr(args, 'language', '')}.json", "speed": "transcript_speed.json",
+            "memory": getattr(args, "out", ""),
             "after": f"transcript_after_ct2_{getattr(args, 'ct2_threads', 0)}threads"
                      f"{'_isolated' if getattr(args, 'isolated', False) else ''}.json"}[args.cmd]
     path = ROOT / "bench" / "results" / name

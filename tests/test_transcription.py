@@ -227,6 +227,45 @@ def test_the_batched_decoding_of_long_recordings_hears_what_the_sequential_one_h
 
 
 @needs_model
+def test_a_long_recording_is_decoded_piece_by_piece_with_the_same_words(monkeypatch):
+    """The decoder gets a long recording GROUP_WINDOWS windows at a time (its memory is that of
+    a few minutes); cut into one-window pieces, the demo gives the same words at the same times,
+    with the language found in the first piece and segment numbers that keep counting."""
+    from ser.audio.decode import load_audio
+    from ser.transcription import asr
+
+    a = load_audio(ROOT / "assets" / "demo_dialogue.wav")
+    t = asr.load_transcriber(threads=1)
+    regions = [(0.1, 12.0), (14.5, 31.0)]
+    monkeypatch.setattr(asr, "SEQUENTIAL_MAX_WINDOWS", 0)
+    monkeypatch.setattr(asr, "WINDOW_S", 10.0)
+    monkeypatch.setattr(asr.windows, "__defaults__", (10.0, asr.BRIDGE_S))
+    monkeypatch.setattr(asr, "BATCH_SIZE", 1)  # the same batches either way (in use GROUP_WINDOWS is a multiple)
+    whole, info = t.transcribe(a.y, a.sr, regions, None)
+    pieces = []
+    monkeypatch.setattr(asr, "GROUP_WINDOWS", 1)
+    real = t.decode_piece
+
+    def spy(piece, chunks, lang, batched):
+        pieces.append((len(piece), chunks, lang))
+        return real(piece, chunks, lang, batched)
+
+    monkeypatch.setattr(t, "decode_piece", spy)
+    cut, info_c = t.transcribe(a.y, a.sr, regions, None)
+    assert len(pieces) >= 3 and all(len(c) == 1 and n <= 10.0 * 16000 + 1 for n, c, _ in pieces)
+    assert pieces[0][2] is None and {lang for *_, lang in pieces[1:]} == {"en"}  # detected once, then given
+    # (the language's probability differs here: detection reads the first 30 s of features, three of
+    # these 10-s windows at once but one 10-s piece; with 30-s windows both read the first window)
+    assert info_c["language"] == info["language"] == "en"
+    assert [w.text for w in cut] == [w.text for w in whole]
+    # times: faster-whisper rounds a window's words to 10 ms from the window's start (pieces: from
+    # the piece's), and a window's first word aligns a little differently on its own
+    gaps = [max(abs(c.start_s - w.start_s), abs(c.end_s - w.end_s)) for c, w in zip(cut, whole)]
+    assert max(gaps) < 0.25 and np.mean(np.array(gaps) <= 0.03) >= 0.9
+    assert [w.segment for w in cut] == sorted(w.segment for w in cut) and len({w.segment for w in cut}) >= len(pieces)
+
+
+@needs_model
 @needs_espeak
 def test_the_demo_dialogue_is_transcribed_with_its_speakers(tiny_model_dir, monkeypatch):
     """The known sentences of the espeak-ng dialogue: a low WER, each sentence's words given to

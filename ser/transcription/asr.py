@@ -37,7 +37,10 @@ BEAM_SIZE = 1
 TEMPERATURES = (0.0, 0.4, 0.8)
 #: a recording needing more 30-s windows than this is decoded by the batched pipeline
 SEQUENTIAL_MAX_WINDOWS = 3
-BATCH_SIZE = 8
+#: a long recording goes to the decoder this many windows (8 minutes of speech) at a time: a
+#: multiple of BATCH_SIZE, so the batches are the ones the whole recording would have made
+GROUP_WINDOWS = 16
+BATCH_SIZE = 4
 WINDOW_S = 30.0
 #: speech regions closer than this are decoded as one (Whisper reads a sentence across a short pause)
 BRIDGE_S = 2.0
@@ -106,13 +109,15 @@ def load_transcriber(folder: str | Path | None = None, device: str = "auto", thr
     """The transcriber for ``folder`` (default: the shipped model), cached per device and thread
     count. ``threads``: CTranslate2's intra-op threads (default: torch's count for this thread,
     which :func:`ser.threads.job_threads` sets per analysis)."""
-    import torch
-
     folder = Path(folder or MODEL_DIR)
     if not available(folder):
         raise ConfigError(missing_message(folder))
     dev = _device(device)
-    n = max(1, int(threads or torch.get_num_threads()))
+    if not threads:  # torch only when asked for its count: the transcriber's child never imports it (~450 MB)
+        import torch
+
+        threads = torch.get_num_threads()
+    n = max(1, int(threads))
     key = (str(folder.resolve()), dev, n)
     with _LOCK:
         t = _CACHE.get(key)
@@ -153,24 +158,20 @@ class Transcriber:
                    language: str | None = None) -> tuple[list[WordTiming], dict]:
         """Words with their times in the recording, and ``{"language", "language_probability"}``.
         ``regions``: (start, end) seconds to decode (default: all of it)."""
-        if sr != SR:
-            raise AudioError(f"The transcriber takes {SR} Hz audio (got {sr} Hz).")
-        lang = self.check_language(language)
-        y = np.ascontiguousarray(y, dtype=np.float32)
-        duration = len(y) / SR
-        regions = [(0.0, duration)] if regions is None else [(max(0.0, a), min(duration, b)) for a, b in regions]
-        regions = [(a, b) for a, b in regions if b - a >= 0.1]
-        if not regions:
-            return [], {"language": lang, "language_probability": None}
-        y, starts, offsets = _compact(y, regions)
-        chunks = windows(y, [(0.0, len(y) / SR)])
+        return transcribe_pieces(self.decode_piece, y, sr, regions, language)
+
+    def decode_piece(self, y: np.ndarray, chunks: list[tuple[float, float]], lang: str | None,
+                     batched: bool) -> tuple[list[tuple], str, float | None]:
+        """Decode one piece of compacted speech (its 30-s ``chunks`` in piece time): the words
+        as ``(segment, start, end, text, probability)``, the language and, where detected, its
+        probability. ``batched``: the long-recording path (:meth:`_decode_batched`)."""
         with self._lock:
-            if len(chunks) > SEQUENTIAL_MAX_WINDOWS:  # a long recording: its 30-s windows decoded in batches
+            if batched:
                 words, language, probability = self._decode_batched(y, chunks, lang)
             else:
                 words, language, probability = self._decode(y, lang)
-        return [WordTiming(*_restore(w.start, w.end, starts, offsets), w.word.strip(), round(float(w.probability), 4), k)
-                for k, w in words if w.word.strip()], {"language": language, "language_probability": probability}
+        return ([(k, float(w.start), float(w.end), w.word, float(w.probability)) for k, w in words],
+                language, probability)
 
     def _decode_batched(self, y: np.ndarray, chunks: list[tuple[float, float]],
                         lang: str | None) -> tuple[list[tuple[int, Any]], str, float | None]:
@@ -222,6 +223,42 @@ class Transcriber:
             "hallucination_silence_threshold": None, "hotwords": None})
         segments = m.generate_segments(features, tokenizer, options, False, first)
         return [(k, w) for k, seg in enumerate(segments) for w in (seg.words or [])], lang, probability
+
+
+def transcribe_pieces(decode, y: np.ndarray, sr: int, regions: list[tuple[float, float]] | None,
+                      language: str | None) -> tuple[list[WordTiming], dict]:
+    """The speech ``regions`` of ``y`` compacted end to end, cut into 30-s windows and sent to
+    ``decode`` (:meth:`Transcriber.decode_piece`, here or in the child process) at most
+    ``GROUP_WINDOWS`` windows at a time, so that a long recording's decoding holds minutes of
+    audio and features, not all of them; the language found in the first piece decodes the
+    rest. Returns the words in recording time and ``{"language", "language_probability"}``."""
+    if sr != SR:
+        raise AudioError(f"The transcriber takes {SR} Hz audio (got {sr} Hz).")
+    lang = check_language(language)
+    y = np.asarray(y, dtype=np.float32)
+    duration = len(y) / SR
+    regions = [(0.0, duration)] if regions is None else [(max(0.0, a), min(duration, b)) for a, b in regions]
+    regions = [(a, b) for a, b in regions if b - a >= 0.1]
+    if not regions:
+        return [], {"language": lang, "language_probability": None}
+    y, starts, offsets = _compact(y, regions)
+    chunks = windows(y, [(0.0, len(y) / SR)])
+    batched = len(chunks) > SEQUENTIAL_MAX_WINDOWS  # a long recording: its windows decoded in batches
+    words: list[WordTiming] = []
+    probability, first_segment = None, 0
+    for g in range(0, len(chunks), GROUP_WINDOWS):
+        part = chunks[g:g + GROUP_WINDOWS]
+        a, b = part[0][0], part[-1][1]
+        piece = y[int(round(a * SR)):int(round(b * SR))]
+        got, found, p = decode(piece, [(round(c0 - a, 3), round(c1 - a, 3)) for c0, c1 in part], lang, batched)
+        if g == 0:
+            lang, probability = found, p
+        for k, w0, w1, text, prob in got:
+            if text.strip():
+                words.append(WordTiming(*_restore(a + w0, a + w1, starts, offsets), text.strip(), round(prob, 4),
+                                        first_segment + k))
+        first_segment += 1 + max((k for k, *_ in got), default=-1)
+    return words, {"language": lang, "language_probability": probability}
 
 
 def windows(y: np.ndarray, regions: list[tuple[float, float]], max_s: float = WINDOW_S,
