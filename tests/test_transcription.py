@@ -77,6 +77,9 @@ def test_speech_regions_are_decoded_end_to_end_and_times_mapped_back():
     assert _restore(1.6, 2.0, starts, offsets) == (6.1, 6.5)  # second region
     assert _restore(1.4, 1.7, starts, offsets) == (2.4, 2.5)  # runs into the next region: ends with its own
     assert _restore(1.5, 1.5, starts, offsets) == (6.0, 6.0)
+    whole = np.concatenate([y[16_000:40_000], y[96_000:112_000]])  # assembled only where it is sliced
+    for a, b in ((0, 100), (23_990, 24_010), (24_000, 40_000), (5, 40_000), (39_999, 50_000), (-10, None)):
+        assert np.array_equal(z[a:b], whole[a:b])
 
 
 def test_long_speech_is_cut_into_windows_at_its_quiet_points():

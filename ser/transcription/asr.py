@@ -40,7 +40,7 @@ SEQUENTIAL_MAX_WINDOWS = 3
 #: a long recording goes to the decoder this many windows (8 minutes of speech) at a time: a
 #: multiple of BATCH_SIZE, so the batches are the ones the whole recording would have made
 GROUP_WINDOWS = 16
-BATCH_SIZE = 4
+BATCH_SIZE = 2
 WINDOW_S = 30.0
 #: speech regions closer than this are decoded as one (Whisper reads a sentence across a short pause)
 BRIDGE_S = 2.0
@@ -291,18 +291,45 @@ def windows(y: np.ndarray, regions: list[tuple[float, float]], max_s: float = WI
     return [(a, b) for a, b in out]
 
 
-def _compact(y: np.ndarray, regions: list[tuple[float, float]]) -> tuple[np.ndarray, list[float], list[float]]:
+class _Compacted:
+    """The regions' audio end to end, assembled only where it is sliced: ``len()`` and
+    ``[a:b]`` (a new array) of the compacted audio, without a copy of all of it — an hour's
+    speech would be ~230 MB more in the analysing process while its child decodes."""
+
+    def __init__(self, y: np.ndarray, bounds: list[tuple[int, int]]):
+        self.y, self.bounds = y, bounds
+        self.at = np.cumsum([0] + [j - i for i, j in bounds])
+
+    def __len__(self) -> int:
+        return int(self.at[-1])
+
+    def __getitem__(self, s: slice | int) -> np.ndarray:
+        if isinstance(s, (int, np.integer)):
+            return self[int(s):int(s) + 1][0]
+        start, stop, _ = s.indices(len(self))
+        out = np.empty(max(0, stop - start), np.float32)
+        k = max(0, int(np.searchsorted(self.at, start, side="right")) - 1)
+        a = start
+        while a < stop and k < len(self.bounds):
+            i = self.bounds[k][0]
+            lo, hi = a - self.at[k], min(stop, self.at[k + 1]) - self.at[k]
+            out[a - start: a - start + hi - lo] = self.y[i + lo: i + hi]
+            a, k = self.at[k] + hi, k + 1
+        return out
+
+
+def _compact(y: np.ndarray, regions: list[tuple[float, float]]) -> tuple[_Compacted, list[float], list[float]]:
     """The regions' audio end to end (Whisper encodes whole 30-s windows: decoding each region
     apart would encode a window per region), with each region's start in the recording and in
-    the compacted audio."""
-    pieces, starts, offsets, at = [], [], [], 0
+    the compacted audio. The compacted audio is assembled piece by piece (:class:`_Compacted`)."""
+    bounds, starts, offsets, at = [], [], [], 0
     for a, b in regions:
-        i, j = int(round(a * SR)), int(round(b * SR))
-        pieces.append(y[i:j])
+        i, j = int(round(a * SR)), min(len(y), int(round(b * SR)))
+        bounds.append((i, j))
         starts.append(i / SR)
         offsets.append(at / SR)
         at += j - i
-    return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32), starts, offsets
+    return _Compacted(np.asarray(y, dtype=np.float32), bounds), starts, offsets
 
 
 def _restore(start: float, end: float, starts: list[float], offsets: list[float]) -> tuple[float, float]:
