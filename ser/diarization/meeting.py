@@ -38,7 +38,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ser.analysis.demo import Turn
-from ser.diarization.simulate import SR, Simulated, SpeakerPool, overlap_fraction, speaker_pool
+from ser.diarization.simulate import (SR, Simulated, SpeakerPool, next_speaker, overlap_fraction, set_level,
+                                     speaker_pool)
 
 #: where a meeting's voices come from, by probability
 SOURCES = {"librispeech16k": 0.55, "ased16k": 0.2, "emodb16k": 0.125, "ravdess16k": 0.125}
@@ -150,13 +151,7 @@ def _plan(voices: list[_Voice], rng: np.random.Generator, target_s: float, level
     order = list(rng.permutation(n))  # everybody takes the floor once, early
     t, floor = 0.5, -1
     while t < target_s or order:
-        if order:
-            k = int(order.pop(0))
-        else:
-            w = weights.copy()
-            if floor >= 0:
-                w[floor] = 0.0
-            k = int(rng.choice(n, p=w / w.sum()))
+        k = next_speaker(order, weights, floor, rng)
         start = t
         if plan and rng.random() < p_interrupt:  # the next one starts before this turn ends
             start = max(plan[-1][0] + 0.3, t - rng.uniform(0.3, talk_over_s))
@@ -289,11 +284,8 @@ def _mix(plan, voices, turns, rng, s: MeetingSettings) -> tuple[np.ndarray, np.n
     pw = float(np.mean(y[speech] ** 2)) if speech.any() else 1e-6
     y = y + (noise * np.sqrt(pw / 10 ** (snr / 10) / (np.mean(noise ** 2) + 1e-12))).astype(np.float32)
     level = float(rng.uniform(*s.level_dbfs))
-    gain = 10 ** (level / 20) / (float(np.sqrt(np.mean(y[speech] ** 2))) + 1e-9 if speech.any() else 1.0)
-    peak = float(np.max(np.abs(y))) * gain
-    if peak > 0.99:
-        gain *= 0.99 / peak
-    return (y * gain).astype(np.float32), tracks * np.float32(gain), rooms, snr, level
+    y, gain = set_level(y, speech, level)
+    return y, tracks * np.float32(gain), rooms, snr, level
 
 
 def meeting_set(data_root: str | Path, n: int = 40, *, first_seed: int = 5000,

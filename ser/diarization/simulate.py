@@ -121,13 +121,7 @@ def simulate(pool: Mapping[str, Mapping[str, Sequence[Path]]], seed: int, settin
     plan: list[tuple[float, int, np.ndarray]] = []  # (start, speaker index, clip)
     t, prev_end, prev = 0.5, 0.5, -1
     while t < target or order:
-        if order:
-            k = int(order.pop(0))
-        else:
-            w = weights.copy()
-            if prev >= 0:
-                w[prev] = 0.0
-            k = int(rng.choice(n_spk, p=w / w.sum()))
+        k = next_speaker(order, weights, prev, rng)
         clips = [clip(Path(clips_of[chosen[k]][rng.integers(len(clips_of[chosen[k]]))]))
                  for _ in range(rng.integers(s.utterances_per_turn[0], s.utterances_per_turn[1] + 1))]
         if plan and rng.random() < ovl_rate:
@@ -180,17 +174,34 @@ def simulate(pool: Mapping[str, Mapping[str, Sequence[Path]]], seed: int, settin
         pw = float(np.mean(y[speech] ** 2)) if speech.any() else 1e-6
         y = y + (n * np.sqrt(pw / 10 ** (snr / 10) / (np.mean(n ** 2) + 1e-12))).astype(np.float32)
     level = rng.uniform(*s.level_dbfs)
-    gain = 10 ** (level / 20) / (float(np.sqrt(np.mean(y[speech] ** 2))) + 1e-9 if speech.any() else 1.0)
-    peak = float(np.max(np.abs(y))) * gain
-    if peak > 0.99:
-        gain *= 0.99 / peak
-    y = (y * gain).astype(np.float32)
+    y, gain = set_level(y, speech, level)
     turns.sort(key=lambda x: (x.start_s, x.speaker))
     info = {"corpus": corpus, "speakers": n_spk, "duration_s": round(total / SR, 2), "overlap_rate": round(ovl_rate, 3),
             "overlap_fraction": round(overlap_fraction(turns), 3), "band_limited": bool(band),
             "snr_db": None if snr is None else round(snr, 1), "level_dbfs": round(level, 1), "voices": rooms}
     return Simulated(f"sim{seed:04d}", y, turns, info,
                      {f"{corpus}:{chosen[k]}": tracks[k] * gain for k in range(n_spk)} if sources else None)
+
+
+def next_speaker(order: list, weights: np.ndarray, prev: int, rng: np.random.Generator) -> int:
+    """Who takes the floor next: the first of ``order`` while it lasts (everybody speaks early),
+    then drawn by ``weights`` (some talk more), never ``prev`` twice in a row."""
+    if order:
+        return int(order.pop(0))
+    w = weights.copy()
+    if prev >= 0:
+        w[prev] = 0.0
+    return int(rng.choice(len(w), p=w / w.sum()))
+
+
+def set_level(y: np.ndarray, speech: np.ndarray, level_dbfs: float) -> tuple[np.ndarray, float]:
+    """``y`` scaled so that its speech (the ``speech`` mask) is at ``level_dbfs`` RMS, peaks kept
+    under 0.99; the scaled audio (float32) and the gain."""
+    gain = 10 ** (level_dbfs / 20) / (float(np.sqrt(np.mean(y[speech] ** 2))) + 1e-9 if speech.any() else 1.0)
+    peak = float(np.max(np.abs(y))) * gain
+    if peak > 0.99:
+        gain *= 0.99 / peak
+    return (y * gain).astype(np.float32), gain
 
 
 def overlap_fraction(turns: Sequence[Turn]) -> float:
