@@ -142,14 +142,18 @@ def free_cores() -> float:
     return max(0.0, min(float(cores), cores - others))
 
 
+def _short(duration_s: float | None) -> bool:
+    """A clip or a live window (unknown length counts as short): one thread."""
+    return duration_s is None or duration_s <= float(os.environ.get("SER_SHORT_JOB_S", SHORT_JOB_S))
+
+
 def threads_for(duration_s: float | None, *, concurrent: int = 1) -> int:
     """The intra-op thread count for a job over ``duration_s`` seconds of audio (None: unknown,
     taken as short) when ``concurrent`` jobs of this process run at once."""
     fixed = os.environ.get("SER_THREADS", "").strip()
     if fixed.isdigit() and int(fixed) > 0:
         return int(fixed)
-    short = float(os.environ.get("SER_SHORT_JOB_S", SHORT_JOB_S))
-    if duration_s is None or duration_s <= short:
+    if _short(duration_s):
         return 1
     return max(1, int(free_cores() + 0.5) // max(1, concurrent))
 
@@ -223,8 +227,7 @@ def task_workers() -> int:
     state = getattr(_JOB, "state", None)
     if state is None or not enabled():
         return 1
-    short = float(os.environ.get("SER_SHORT_JOB_S", SHORT_JOB_S))
-    if state["duration_s"] is None or state["duration_s"] <= short:
+    if _short(state["duration_s"]):
         return 1  # a clip or a live window: one thread, as its torch count
     with _LOCK:
         concurrent = max(1, _ACTIVE)

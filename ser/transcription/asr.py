@@ -151,9 +151,6 @@ class Transcriber:
     def describe(self) -> dict:
         return describe(self.folder, self.device, self.threads)
 
-    def check_language(self, language: str | None) -> str | None:
-        return check_language(language)
-
     def transcribe(self, y: np.ndarray, sr: int, regions: list[tuple[float, float]] | None = None,
                    language: str | None = None) -> tuple[list[WordTiming], dict]:
         """Words with their times in the recording, and ``{"language", "language_probability"}``.
