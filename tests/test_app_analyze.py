@@ -395,3 +395,41 @@ def test_emotion_is_drawn_only_where_somebody_speaks_and_overlap_stays_two_speak
     assert list(heat.y) == labels and z.shape == (8, len(hx))
     assert np.isnan(z[:, (hx > 5.05) & (hx < 11.95)]).all()
     assert strip.layout.yaxis5.range is None  # not stuck at [0, 1] (which showed two of eight rows)
+
+
+REAL = Path(__import__("os").environ.get("SER_SHARED", ROOT.parent / "shared")) / "data" / "diarization"
+
+
+def _values(v):
+    """A plotly figure array as sent to the browser: a list, or a typed array ({"dtype", "bdata": base64})."""
+    if isinstance(v, dict):
+        import base64
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+@pytest.mark.skipif(not (REAL / "pyannote_sample.wav").is_file(),
+                    reason=f"needs the shared real recordings at {REAL} (../shared is absent in a user's clone)")
+def test_lanes_show_overlapped_speech_as_both_speakers(page):
+    """Issue 28: a real recording with 1.9 s of two people at once (pyannote's sample, its RTTM):
+    uploaded on the page, the speaker lanes draw both speakers over most of that time."""
+    from pyannote.database.util import load_rttm
+    wav = REAL / "pyannote_sample.wav"
+    page.radio(key="analyze_source").set_value("Upload").run()
+    page.file_uploader(key="analyze_upload").upload(wav.name, wav.read_bytes(), "audio/wav").run()
+    assert not page.exception and not page.error
+    fig = json.loads(page.get("plotly_chart")[0].proto.spec)
+    lanes = [t for t in fig["data"] if t["type"] == "bar" and t.get("xaxis") == "x3"
+             and str(t.get("name", "")).startswith("SPEAKER_")]
+    assert len(lanes) == 2
+    grid = np.arange(0.0, 30.0, 0.01)
+    on = np.zeros((len(lanes), len(grid)), bool)
+    for i, t in enumerate(lanes):
+        for b, d in zip(_values(t["base"]), _values(t["x"])):
+            on[i] |= (grid >= b) & (grid < b + d)
+    ref = np.zeros(len(grid), int)
+    for seg, _, _ in load_rttm(wav.with_suffix(".rttm"))["pyannote_sample"].itertracks(yield_label=True):
+        ref += (grid >= seg.start) & (grid < seg.end)
+    both = on.sum(0) >= 2
+    assert both[ref >= 2].mean() >= 0.5, both[ref >= 2].mean()  # measured: 1.27 of 1.9 s
+    assert both[ref == 1].mean() < 0.1  # and not where one person talks

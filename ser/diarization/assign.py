@@ -31,10 +31,14 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
         return _assign_segmented(emb, s, exact, lo, hi)
     if emb.hop_s:
         s = replace(s, hop_s=emb.hop_s)
+    if exact is None and s.count_evidence_s > 0 and emb.chunks is not None:
+        from ser.diarization.overlap import least_speakers
+        lo = max(lo, min(least_speakers(emb.chunks, min_alone_s=s.count_evidence_s), hi))
     V = emb.vectors
     rng = np.random.default_rng(0)
-    idx = np.arange(len(V)) if len(V) <= s.max_cluster_points else np.sort(
-        rng.choice(len(V), s.max_cluster_points, replace=False))
+    idx = _clean_windows(emb, s)
+    if len(idx) > s.max_cluster_points:
+        idx = np.sort(rng.choice(idx, s.max_cluster_points, replace=False))
     sub = V[idx]
     labels = cluster_windows(sub, s, exact, lo, hi, window_seconds(emb)[idx] * len(V) / len(idx))
     K = int(labels.max()) + 1
@@ -58,6 +62,8 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
     smooth = max(1, int(round(s.smoothing_s / FRAME_S)))
     turns: list[SpeakerTurn] = []
     min_turn = int(round(s.min_turn_s / FRAME_S))
+    first = np.full(n, -1, np.int64)
+    scores = []
     for ra, rb in emb.regions:
         ra, rb = int(ra), int(min(rb, n))
         if rb <= ra:
@@ -92,12 +98,33 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
             runs = merged
         for x, y_, c in runs:
             turns.append(SpeakerTurn(round((ra + x) * FRAME_S, 3), round((ra + y_) * FRAME_S, 3), f"SPEAKER_{c:02d}"))
-        if s.overlap and emb.count is not None and K > 1:
-            final = np.empty(rb - ra, np.int64)
-            for x, y_, c in runs:
-                final[x:y_] = c
-            turns.extend(_overlap_turns(sc, final, emb.count[ra:rb], ra, s))
+            first[ra + x:ra + y_] = c
+        scores.append((ra, rb, sc))
+    if s.overlap and emb.count is not None and K > 1:
+        votes = None
+        if s.overlap_speaker == "local" and emb.chunks is not None:
+            from ser.diarization.overlap import link_local_speakers, local_votes
+            names = link_local_speakers(emb.chunks, first, K, min_alone_s=s.link_min_alone_s)
+            votes = local_votes(emb.chunks, names, n, K)[0]
+        for ra, rb, sc in scores:
+            turns.extend(_overlap_turns(sc, first[ra:rb], emb.count[ra:rb], ra, s,
+                                        None if votes is None else votes[ra:rb]))
     return _tidy(turns, emb.duration_s or None)
+
+
+def _clean_windows(emb: Embeddings, s: BuiltinSettings) -> np.ndarray:
+    """The windows to cluster: those where segmentation-3.0 hears one person (mean count under
+    ``cluster_max_count``), unless that leaves fewer than half of them — a mixture of two voices
+    is neither speaker and tends to make a speaker of its own."""
+    every = np.arange(len(emb.vectors))
+    if emb.count is None or not np.isfinite(s.cluster_max_count):
+        return every
+    c = np.concatenate([[0.0], np.cumsum(emb.count, dtype=np.float64)])
+    a = np.clip(emb.windows[:, 0], 0, len(emb.count))
+    b = np.clip(emb.windows[:, 1], 0, len(emb.count))
+    mean = (c[b] - c[a]) / np.maximum(b - a, 1)
+    keep = np.flatnonzero(mean < s.cluster_max_count)
+    return keep if 2 * len(keep) >= len(every) else every
 
 
 def _assign_segmented(emb: Embeddings, s: BuiltinSettings, exact: int | None, lo: int, hi: int) -> list[SpeakerTurn]:
@@ -128,14 +155,24 @@ def _assign_segmented(emb: Embeddings, s: BuiltinSettings, exact: int | None, lo
 
 
 def _overlap_turns(score: np.ndarray, first: np.ndarray, count: np.ndarray, offset: int,
-                   s: BuiltinSettings) -> list[SpeakerTurn]:
-    """Where segmentation-3.0 hears two people, the speaker with the second-best score talks too."""
-    both = count >= s.overlap_threshold
+                   s: BuiltinSettings, votes: np.ndarray | None = None) -> list[SpeakerTurn]:
+    """Where segmentation-3.0 hears two people, a second speaker talks too: the other local speaker
+    it hears there, named by the clustering (``votes``, :mod:`ser.diarization.overlap`), or else
+    the speaker with the second-best score."""
+    both = (count >= s.overlap_threshold) & (first >= 0)
     if not both.any():
         return []
+    rows = np.arange(len(first))
     masked = score.copy()
-    masked[np.arange(len(first)), first] = -np.inf
-    second = np.where(both, masked.argmax(1), -1)
+    masked[rows, first] = -np.inf
+    second = masked.argmax(1)
+    if votes is not None:
+        v = votes.copy()
+        v[rows, first] = -1.0
+        named = v.argmax(1)
+        heard = v[rows, named] > 0
+        second = np.where(heard, named, second)
+    second = np.where(both, second, -1)
     out = []
     min_len = int(round(s.min_overlap_s / FRAME_S))
     for x, y_, c in _frame_runs(second):

@@ -49,7 +49,8 @@ class Diarizer(Protocol):
 @dataclass(frozen=True)
 class BuiltinSettings:
     """Chosen on the simulated development set (bench/diarization_eval.py, docs/diarization.md);
-    the six real shared recordings are only checked."""
+    the overlap and clustering-input settings on the simulated meetings
+    (bench/diarization_overlap_tune.py); the six real shared recordings are only checked."""
 
     embedder: str = "campplus"  # or "resemblyzer" (the d-vector encoder used before CAM++)
     vad: str = "segmentation"  # speech where segmentation-3.0 hears anyone (count > vad_threshold), or "silero"
@@ -74,10 +75,15 @@ class BuiltinSettings:
     max_speakers: int = 10
     smoothing_s: float = 0.3
     min_turn_s: float = 0.3  # shorter runs merge into their neighbours
+    count_evidence_s: float = 0.0  # > 0: at least as many speakers as one chunk has local speakers talking alone this long
+    cluster_max_count: float = 1.3  # cluster only windows whose mean talker count is below this (mixtures join later)
     max_cluster_points: int = 1500  # beyond this many windows, cluster a subsample and assign the rest
     overlap: bool = True  # a second speaker where segmentation-3.0 hears two people
-    overlap_threshold: float = 1.5  # expected number of talkers at or above which a frame is overlapped
+    overlap_threshold: float = 1.4  # expected number of talkers at or above which a frame is overlapped
     min_overlap_s: float = 0.1
+    overlap_speaker: str = "local"  # who the second speaker is: "local" (segmentation-3.0's other local speaker,
+    # named by the clustering; ser.diarization.overlap) or "second" (the second most similar centroid)
+    link_min_alone_s: float = 0.5  # a local speaker is named after ≥ this much solo speech in its chunk
     segmentation_step_s: float = 5.0
     method: str = "windows"  # or "segmentation": local speakers of segmentation-3.0 + CAM++ + global clustering
 
@@ -93,6 +99,7 @@ class Embeddings:
     duration_s: float = 0.0
     count: np.ndarray | None = None  # expected number of talking people per frame (segmentation-3.0)
     hop_s: float = 0.0  # the window hop used (long recordings use a longer one)
+    chunks: Any = None  # ser.diarization.segmentation.ChunkActivity: each 10-s chunk's local speakers
     local: Any = None  # segmentation path: ser.diarization.segmentation.LocalSpeakers (vectors are its embeddings)
 
 

@@ -98,7 +98,7 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
     s = settings
     progress("voice activity", 0.0)
     n_frames = 1 + len(y) // int(sr * FRAME_S)
-    count = None
+    count = chunks = None
     if s.method == "segmentation":
         from ser.diarization import segmentation
         loc = segmentation.local_speakers(y, sr, step_s=s.segmentation_step_s,
@@ -109,8 +109,8 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
         return Embeddings(regions, np.zeros((0, 2), np.int64), loc.vectors, n_frames, len(y) / sr, count, loc)
     if s.overlap or s.vad == "segmentation":
         from ser.diarization import segmentation
-        count = segmentation.speaker_count(y, sr, step_s=s.segmentation_step_s,
-                                           progress=lambda f: progress("voice activity", 0.9 * f))
+        count, chunks = segmentation.segment(y, sr, step_s=s.segmentation_step_s,
+                                             progress=lambda f: progress("voice activity", 0.9 * f))
         count = np.pad(count, (0, max(0, n_frames - len(count))))[:n_frames]
     if s.vad == "segmentation":
         regions = _regions_from_activity(count > s.vad_threshold, s)
@@ -120,13 +120,13 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
     dim = 256 if s.embedder == "resemblyzer" else 192
     if len(regions) == 0:
         return Embeddings(regions, np.zeros((0, 2), np.int64), np.zeros((0, dim), np.float32), n_frames,
-                          len(y) / sr, count)
+                          len(y) / sr, count, chunks=chunks)
     progress("speaker embeddings", 0.0)
     hop = s.hop_s if len(y) / sr <= s.dense_max_s else s.long_hop_s  # long recordings: the fast path
     fn = _embed_resemblyzer if s.embedder == "resemblyzer" else _embed_campplus
     windows, vecs = fn(y, sr, (s.window_s, hop), regions, progress)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
-    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr, count, hop_s=hop)
+    return Embeddings(regions, windows, vecs, n_frames, len(y) / sr, count, hop_s=hop, chunks=chunks)
 
 
 def window_seconds(emb: Embeddings) -> np.ndarray:

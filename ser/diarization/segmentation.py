@@ -64,6 +64,8 @@ def load(path: Path = WEIGHTS):
 
 # powerset class → number of active local speakers: {}, {1}, {2}, {3}, {1,2}, {1,3}, {2,3}
 CLASS_COUNT = np.array([0, 1, 1, 1, 2, 2, 2], dtype=np.float32)
+# powerset class → which of the 3 local speakers talk
+MAPPING = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
 
 
 def _chunk_starts(n: int, win: int, step: int) -> np.ndarray:
@@ -129,24 +131,50 @@ class _FrameMean:
         return (np.cumsum(self.acc)[: self.n] / np.maximum(np.cumsum(self.cnt)[: self.n], 1)).astype(np.float32)
 
 
-def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 8,
-                  progress=None) -> np.ndarray:
-    """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``.
+@dataclass
+class ChunkActivity:
+    """Who talks in each model frame of each chunk (segmentation-3.0's most likely powerset class)."""
+
+    starts: np.ndarray  # (C,) chunk starts in samples
+    active: np.ndarray  # (C, F, 3) bool; frames past the recording's end are False
+    sr: int = 16000
+
+    def frame_edges(self, c: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """10-ms frame span ``[lo, hi)`` of every model frame of chunk ``c`` (clipped to ``n`` frames)."""
+        F = self.active.shape[1]
+        edges = self.starts[c] / self.sr + np.arange(F + 1) * CHUNK_S / F
+        lo = np.clip((edges[:-1] * 100).astype(np.int64), 0, n)
+        hi = np.clip((edges[1:] * 100).astype(np.int64), 0, n)
+        return lo, np.maximum(hi, np.minimum(lo + 1, n))
+
+
+def segment(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 8,
+            progress=None) -> tuple[np.ndarray, ChunkActivity]:
+    """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``, and
+    each chunk's local speakers' activity.
 
     Chunks of 10 s every ``step_s``; each chunk's frames give the expected count under the
     powerset distribution, averaged over the chunks covering a frame."""
     y = np.ascontiguousarray(y, dtype=np.float32)
     starts = _chunk_starts(len(y), int(CHUNK_S * sr), int(step_s * sr))
     mean = _FrameMean(1 + len(y) // (sr // 100), sr)
+    acts = []
     for i, sel, P in _chunk_probabilities(y, starts, batch, progress):
         expected = P @ CLASS_COUNT  # (B, F)
+        hard = MAPPING[P.argmax(-1)]
         for j, a in enumerate(sel):
-            mean.add(int(a), expected[j], len(y))
-    return mean.mean()
+            f_end = mean.add(int(a), expected[j], len(y))
+            hard[j, f_end:] = False
+        acts.append(hard)
+    active = np.concatenate(acts) if acts else np.zeros((0, 0, 3), bool)
+    return mean.mean(), ChunkActivity(starts, active, sr)
 
 
-# powerset class → which of the 3 local speakers talk
-MAPPING = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
+def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 8,
+                  progress=None) -> np.ndarray:
+    """Expected number of active speakers per 10 ms frame (:func:`segment` without the chunks)."""
+    return segment(y, sr, step_s=step_s, batch=batch, progress=progress)[0]
+
 
 
 @dataclass
