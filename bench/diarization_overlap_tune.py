@@ -1,7 +1,7 @@
 """Tune the builtin diarizer's overlap and counting stages on the meeting-like set; check elsewhere.
 
     python bench/diarization_overlap_tune.py cache [--sets meeting,real,sim,short,check]   # stages 1-2, once
-    python bench/diarization_overlap_tune.py grid  [--out bench/results/diarization_overlap_tune.json]
+    python bench/diarization_overlap_tune.py grid  [--grid bench/diarization_overlap_grid.json] [--out bench/results/diarization_overlap_tune.json]
 
 Stages 1-2 (segmentation-3.0 and CAM++; ``BuiltinSettings``' voice activity and window
 settings) are run once per recording and kept in ``--cache`` (``.npz`` files and the
@@ -87,7 +87,7 @@ def evaluate(items, embs, settings, **counts) -> dict:
                               "ref_speakers")} for u, f in r["files"].items()}}
 
 
-GRID = [dict()]  # filled by main(): one dict of BuiltinSettings overrides per row
+GRID = ROOT / "bench" / "diarization_overlap_grid.json"  # the rows behind the chosen defaults (issue 28)
 
 
 def main() -> None:
@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/diar_cache"))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="cache: BuiltinSettings overrides for stages 1-2 (e.g. segmentation_step_s=2.5)")
-    ap.add_argument("--grid", type=Path, help="a JSON list of BuiltinSettings overrides (one row each)")
+    ap.add_argument("--grid", type=Path, default=GRID, help="a JSON list of BuiltinSettings overrides, one row each "
+                    "({} = the defaults; the first row of the default grid is the diarizer before issue 28)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diarization_overlap_tune.json")
     args = ap.parse_args()
     names = args.sets.split(",")
@@ -105,7 +106,7 @@ def main() -> None:
         cache_sets(names, args.cache, parse_overrides(args.set))
         return
     from ser.diarization.base import BuiltinSettings
-    rows = json.loads(args.grid.read_text()) if args.grid else GRID
+    rows = json.loads(args.grid.read_text())
     known = {f.name for f in fields(BuiltinSettings)}
     data = {n: load_cached(args.cache, n) for n in names}
     out = []

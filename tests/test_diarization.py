@@ -271,6 +271,15 @@ def test_refined_similarity_keeps_neighbourhoods_and_is_used_from_a_minute_of_sp
     labels = cluster_windows(X, s, None, 1, 10, np.full(90, 1.0))  # 90 s: refined
     assert calls == [90]
     assert len(np.unique(labels)) == 3 and all(len(np.unique(labels[truth == k])) == 1 for k in range(3))
+    # the refined path first takes out refine_centre of the recording's mean embedding (what every voice shares)
+    seen = []
+    monkeypatch.setattr(clustering, "refined_similarity", lambda *a: seen.append(a[0]) or real(*a))
+    cluster_windows(X, replace(s, refine_centre=0.5), None, 1, 10, np.full(90, 1.0))
+    Xc = X - 0.5 * X.mean(0)
+    assert np.allclose(seen[-1], Xc / np.linalg.norm(Xc, axis=1, keepdims=True), atol=1e-5)
+    assert (seen[-1] @ seen[-1].T)[~same].mean() < cos[~same].mean() - 0.1  # different voices further apart
+    cluster_windows(X, replace(s, refine_centre=0.0), None, 1, 10, np.full(90, 1.0))
+    assert np.allclose(seen[-1], X)
 
 
 def test_a_short_clip_takes_the_short_clip_path():

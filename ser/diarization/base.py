@@ -67,7 +67,8 @@ class BuiltinSettings:
     refine_min_speech_s: float = 60.0  # with this much speech, cluster on the refined similarity …
     refine_share: float = 0.3  # … each window's neighbourhood: its most similar 30 % of the windows
     refine_mix: float = 0.5  # … half neighbourhood likeness, half the windows' own cosine
-    refined_similarity: float = 0.40  # … cut there (ser.diarization.clustering.refined_similarity)
+    refine_centre: float = 0.2  # … after subtracting this share of the recording's mean embedding (issue 28) …
+    refined_similarity: float = 0.30  # … cut there (ser.diarization.clustering.refined_similarity)
     overcluster: int = 0  # spectral: start from the eigengap count plus this many, then merge
     prune: float = 0.3  # spectral: keep this fraction of the strongest affinities per row
     min_cluster_s: float = 6.0  # a "speaker" with less speech than this joins the nearest one …

@@ -144,6 +144,9 @@ def cluster_windows(V: np.ndarray, s: Any, exact: int | None, lo: int, hi: int,
     if s.clustering == "ahc":
         thr, sim = s.merge_similarity, None
         if float(seconds.sum()) >= s.refine_min_speech_s:
+            if s.refine_centre > 0:  # take out part of what all of this recording's voices share (room, channel)
+                V = V - s.refine_centre * V.mean(0)
+                V = V / (np.linalg.norm(V, axis=1, keepdims=True) + 1e-9)
             thr, sim = s.refined_similarity, refined_similarity(V, s.refine_share, s.refine_mix)
         if exact is not None:
             return _ahc(V, thr, min(exact, n), similarity=sim)
