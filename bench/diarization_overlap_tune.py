@@ -124,6 +124,9 @@ def main() -> None:
                          f"{r['overlap_precision'] or 0:.2f}/{r['overlap_recall'] or 0:.2f} ±1 {r['count_within_1']:.0%})"
                          for n, r in res["sets"].items())
         print(json.dumps(row), line, flush=True)
+        if out and row:  # per-file figures only for the first row (before) and the defaults ({})
+            for r in res["sets"].values():
+                r.pop("files")
         out.append(res)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"protocol": __doc__.split("Protocol: ")[1].strip(),

@@ -39,7 +39,7 @@ from ser.audio import load_audio
 from ser.analysis.pipeline import analyze
 warm = {warm}
 if warm:
-    from ser.diarization import warm_up_in_background
+    from ser.diarization.backends import warm_up_in_background
     from ser.emotion import load_model
     th = warm_up_in_background()
     model = load_model("default").warm_up()

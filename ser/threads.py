@@ -308,3 +308,16 @@ def policy() -> dict:
     if "torch" in sys.modules:
         out["torch_threads"] = sys.modules["torch"].get_num_threads()
     return out
+
+
+def trim_heap() -> None:
+    """Give the heap pages a stage freed back to the system. glibc keeps them, per worker
+    thread's arena too: after segmentation-3.0's batches (SincNet's first layer is 80 × 160,000
+    floats per 10-s chunk) a 60-minute analysis held ~500 MB it no longer used while CAM++ ran.
+    Elsewhere (no glibc) nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

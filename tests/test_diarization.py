@@ -172,6 +172,46 @@ def test_shipped_diarization_weights_match_their_card():
     assert "Apache-2.0" in json.dumps(card["models"]["campplus"]) and "MIT" in json.dumps(card["models"]["segmentation"])
 
 
+def test_segmentation_network_without_pyannote_equals_pyannotes_pyannet():
+    """ser.diarization.pyannet (plain torch, no pyannote.audio import) gives pyannote.audio's own
+    PyanNet's log-probabilities on the shipped weights, on speech and on noise, and the diarizer
+    never imports pyannote.audio (it costs ~300 MB and ~3 s)."""
+    import subprocess
+    import sys
+
+    import torch
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.segmentation import PyanNet
+    from safetensors.torch import load_file
+
+    from audiogen import speak
+    from ser.diarization import segmentation
+    ref = PyanNet(**segmentation.HPARAMS, sample_rate=16000, num_channels=1)
+    ref.specifications = Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME,
+                                        duration=10.0, classes=["speaker#1", "speaker#2", "speaker#3"],
+                                        powerset_max_classes=2, permutation_invariant=True)
+    ref.build()
+    ref.load_state_dict(load_file(str(segmentation.WEIGHTS)), strict=True)
+    ref.eval()
+    ours = segmentation.load()
+    talk = np.concatenate([speak("Good morning, shall we start with the budget for next year?", "en-us+m3", pitch=30),
+                           speak("Yes, and then the plan for the new building.", "en-gb+f3", pitch=75)])
+    X = np.zeros((3, 1, 160000), np.float32)
+    X[0, 0, : len(talk[:160000])] = talk[:160000]
+    X[1, 0] = 0.05 * np.random.default_rng(0).standard_normal(160000)
+    X[2, 0, 40000:40000 + len(talk[:80000])] = 0.3 * talk[:80000]
+    with torch.inference_mode():
+        a, b = ref(torch.from_numpy(X)).numpy(), ours(torch.from_numpy(X)).numpy()
+    assert a.shape == b.shape == (3, 589, 7)
+    assert np.abs(np.exp(a) - np.exp(b)).max() < 1e-4 and (a.argmax(-1) == b.argmax(-1)).mean() > 0.999
+    code = ("import sys, numpy as np; from ser.diarization.backends import BuiltinDiarizer; "
+            "BuiltinDiarizer()(np.zeros(48000, np.float32), 16000); "
+            "print(any(m.startswith('pyannote.audio') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_campplus_tells_two_voices_apart():
     from audiogen import speak
     from ser.diarization import campplus

@@ -81,7 +81,7 @@ class Audio:
 
     def content_hash(self) -> str:
         """SHA-256 of the decoded samples: identical audio, identical key."""
-        return hashlib.sha256(np.ascontiguousarray(self.y).tobytes()).hexdigest()
+        return hashlib.sha256(memoryview(np.ascontiguousarray(self.y)).cast("B")).hexdigest()  # no copy
 
 
 def load_audio(

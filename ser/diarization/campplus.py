@@ -259,7 +259,7 @@ def fbank(y: np.ndarray, sr: int = 16000, *, block_s: float = 120.0) -> np.ndarr
     return out
 
 
-def embed_windows(feats: np.ndarray, windows: np.ndarray, *, batch: int = 16, progress=None) -> np.ndarray:
+def embed_windows(feats: np.ndarray, windows: np.ndarray, *, batch: int = 8, progress=None) -> np.ndarray:
     """Unit-norm CAM++ embeddings of ``windows`` ((W, 2) frame ranges of ``feats``).
 
     Windows of one length are batched together; each window's mean is removed first. The

@@ -112,6 +112,9 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
         count, chunks = segmentation.segment(y, sr, step_s=s.segmentation_step_s,
                                              progress=lambda f: progress("voice activity", 0.9 * f))
         count = np.pad(count, (0, max(0, n_frames - len(count))))[:n_frames]
+    if count is not None:
+        from ser.threads import trim_heap
+        trim_heap()  # the segmentation batches' activations, freed in worker arenas, back before CAM++
     if s.vad == "segmentation":
         regions = _regions_from_activity(count > s.vad_threshold, s)
     else:

@@ -2,8 +2,9 @@
 
 The official ``pyannote/segmentation-3.0`` checkpoint (MIT; Plaquet & Bredin 2023,
 "Powerset multi-class cross entropy loss for neural speaker diarization"), stored as
-safetensors in ``models/diarization/segmentation-3.0.safetensors`` and loaded into
-pyannote.audio's own ``PyanNet`` class (no unpickling). Every ~17 ms frame of a 10-s
+safetensors in ``models/diarization/segmentation-3.0.safetensors`` and loaded into a
+plain-torch copy of pyannote.audio's ``PyanNet`` (:mod:`ser.diarization.pyannet`: no
+unpickling, and no pyannote.audio import, which costs ~300 MB and ~3 s). Every ~17 ms frame of a 10-s
 chunk gets a distribution over the 7 "powerset" classes of up to 3 local speakers with
 at most 2 at once: nobody, one of three, or one of three pairs.
 
@@ -24,6 +25,8 @@ from ser.errors import ModelError
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "diarization" / "segmentation-3.0.safetensors"
 CHUNK_S = 10.0
+# pyannote.audio's hyper-parameters for this checkpoint: what ser.diarization.pyannet implements
+# (the tests build pyannote's own PyanNet with them and compare)
 HPARAMS = {"sincnet": {"stride": 10},
            "lstm": {"hidden_size": 128, "num_layers": 4, "bidirectional": True, "monolithic": True, "dropout": 0.5,
                     "batch_first": True},
@@ -39,25 +42,19 @@ def load(path: Path = WEIGHTS):
     if _MODEL is None:
         with _LOCK:
             if _MODEL is None:
-                import os
-                os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
-                from pyannote.audio.core.task import Problem, Resolution, Specifications
-                from pyannote.audio.models.segmentation import PyanNet
                 from safetensors.torch import load_file
+
+                from ser.diarization.pyannet import PyanNet
                 if not path.is_file():
                     raise ModelError(f"The segmentation-3.0 weights are missing ({path}). They ship with the "
                                      "project in models/diarization/; restore them from git "
                                      "(or rebuild with scripts/convert_diarization_models.py).")
-                m = PyanNet(**HPARAMS, sample_rate=16000, num_channels=1)
-                m.specifications = Specifications(
-                    problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME, duration=CHUNK_S,
-                    classes=["speaker#1", "speaker#2", "speaker#3"], powerset_max_classes=2,
-                    permutation_invariant=True)
-                m.build()
+                m = PyanNet()
                 try:
                     m.load_state_dict(load_file(str(path)), strict=True)
                 except RuntimeError as exc:
                     raise ModelError(f"{path} does not hold segmentation-3.0 weights: {exc}") from exc
+                m.freeze_filters()
                 _MODEL = m.eval()
     return _MODEL
 
@@ -148,7 +145,7 @@ class ChunkActivity:
         return lo, np.maximum(hi, np.minimum(lo + 1, n))
 
 
-def segment(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 8,
+def segment(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 4,
             progress=None) -> tuple[np.ndarray, ChunkActivity]:
     """Expected number of active speakers per 10 ms frame, shape ``(1 + len(y) // 160,)``, and
     each chunk's local speakers' activity.

@@ -79,25 +79,14 @@ def transcribe(y: np.ndarray, sr: int, regions: list[tuple[float, float]] | None
         from ser.transcription.asr import load_transcriber
 
         return load_transcriber(folder, device, threads).transcribe(y, sr, regions, language)
+    from ser.threads import trim_heap
     from ser.transcription.asr import transcribe_pieces
 
-    _trim_heap()
+    trim_heap()  # the analysis's freed pages back before the child decodes (1540 -> 1238 MB at 60 min)
     with _LOCK:  # one recording at a time: its pieces go in order
         return transcribe_pieces(lambda piece, chunks, lang, batched: _ask(
             (folder, device, int(threads), np.ascontiguousarray(piece, dtype=np.float32), chunks, lang, batched)),
             y, sr, regions, language)
-
-
-def _trim_heap() -> None:
-    """Give the heap pages the analysis freed back to the system before the child decodes:
-    glibc keeps them, and a 60-minute analysis held ~300 MB it no longer used (1540 -> 1238 MB)
-    while its child transcribed. Elsewhere (no glibc) nothing."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _ask(msg: tuple) -> tuple[list, str, float | None]:
