@@ -365,3 +365,14 @@ def test_overlap_regions_get_two_speakers_when_the_detector_is_on():
             assert both / len(ovl) > 0.4, both / len(ovl)
         else:
             assert both == 0.0
+
+
+def test_the_segmentation_path_runs_and_finds_the_demos_voices():
+    """method="segmentation" (local speakers embedded, clustered, rebuilt): it passed its local
+    speakers to Embeddings positionally into hop_s and failed on every input until session 16."""
+    from ser.audio.decode import load_audio
+    y = load_audio(Path(__file__).resolve().parents[1] / "assets" / "demo_emotions.flac").y
+    turns = BuiltinDiarizer(method="segmentation")(y, 16000)
+    assert len({t.speaker for t in turns}) >= 2
+    assert all(0 <= t.start_s < t.end_s <= len(y) / 16000 + 1e-6 for t in turns)
+    assert sum(t.end_s - t.start_s for t in turns) > 10.0

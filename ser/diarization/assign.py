@@ -105,7 +105,7 @@ def assign(emb: Embeddings, settings: BuiltinSettings = BuiltinSettings(), *, nu
         if s.overlap_speaker == "local" and emb.chunks is not None:
             from ser.diarization.overlap import link_local_speakers, local_votes
             names = link_local_speakers(emb.chunks, first, K, min_alone_s=s.link_min_alone_s)
-            votes = local_votes(emb.chunks, names, n, K)[0]
+            votes = local_votes(emb.chunks, names, n, K)
         for ra, rb, sc in scores:
             turns.extend(_overlap_turns(sc, first[ra:rb], emb.count[ra:rb], ra, s,
                                         None if votes is None else votes[ra:rb]))

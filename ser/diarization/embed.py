@@ -106,7 +106,7 @@ def embed(y: np.ndarray, sr: int, settings: BuiltinSettings = BuiltinSettings(),
         count = np.pad(loc.count, (0, max(0, n_frames - len(loc.count))))[:n_frames]
         regions = _regions_from_activity(count > s.vad_threshold, s)
         progress("voice activity", 1.0)
-        return Embeddings(regions, np.zeros((0, 2), np.int64), loc.vectors, n_frames, len(y) / sr, count, loc)
+        return Embeddings(regions, np.zeros((0, 2), np.int64), loc.vectors, n_frames, len(y) / sr, count, local=loc)
     if s.overlap or s.vad == "segmentation":
         from ser.diarization import segmentation
         count, chunks = segmentation.segment(y, sr, step_s=s.segmentation_step_s,

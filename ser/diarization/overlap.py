@@ -34,14 +34,12 @@ def link_local_speakers(chunks, first: np.ndarray, K: int, *, min_alone_s: float
     for c in range(C):
         act = chunks.active[c]
         alone = act.sum(1) == 1
-        lo, hi = chunks.frame_edges(c, n)
         votes = np.zeros((3, K))
         for k in range(3):
             sel = act[:, k] & alone
             if not sel.any():
                 continue
-            idx = _frames(lo[sel], hi[sel])
-            lab = first[idx]
+            lab = first[chunks.frames(c, n, sel)]
             lab = lab[lab >= 0]
             if len(lab) >= min_frames:
                 votes[k] = np.bincount(lab, minlength=K)
@@ -66,9 +64,9 @@ def least_speakers(chunks, *, min_alone_s: float = 1.0) -> int:
     return int((secs >= min_alone_s).sum(1).max())
 
 
-def local_votes(chunks, names: np.ndarray, n: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(votes (n, K), cover (n,))``: per 10-ms frame, the share of the chunks covering it
-    that hear each named global speaker, and how many chunks cover it."""
+def local_votes(chunks, names: np.ndarray, n: int, K: int) -> np.ndarray:
+    """``(n, K)``: per 10-ms frame, the share of the chunks covering it that hear each named
+    global speaker (``names``: ``(C, 3)``, ``-1`` for a local speaker with no name)."""
     acc = np.zeros((n + 1, K))
     cover = np.zeros(n + 1)
     for c in range(len(chunks.starts)):
@@ -83,14 +81,4 @@ def local_votes(chunks, names: np.ndarray, n: int, K: int) -> tuple[np.ndarray, 
             on = chunks.active[c, :, k] & valid
             np.add.at(acc[:, g], lo[on], 1.0)
             np.add.at(acc[:, g], hi[on], -1.0)
-    cover = np.cumsum(cover)[:n]
-    return np.cumsum(acc, axis=0)[:n] / np.maximum(cover, 1)[:, None], cover
-
-
-def _frames(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The 10-ms frames of the spans ``[lo, hi)`` (spans of one to three frames)."""
-    if len(lo) == 0:
-        return np.zeros(0, np.int64)
-    width = int((hi - lo).max())
-    idx = lo[:, None] + np.arange(width)[None, :]
-    return idx[idx < hi[:, None]]
+    return np.cumsum(acc, axis=0)[:n] / np.maximum(np.cumsum(cover)[:n], 1)[:, None]

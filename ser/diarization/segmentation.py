@@ -8,9 +8,9 @@ unpickling, and no pyannote.audio import, which costs ~300 MB and ~3 s). Every ~
 chunk gets a distribution over the 7 "powerset" classes of up to 3 local speakers with
 at most 2 at once: nobody, one of three, or one of three pairs.
 
-``speaker_count`` slides the model over a recording and gives, per 10 ms frame, how many
-people talk (0, 1 or 2) — the voice activity and overlap the diarizer's overlap-aware
-path uses.
+``segment`` slides the model over a recording and gives, per 10 ms frame, how many
+people talk (0, 1 or 2) — the voice activity and overlap the diarizer uses — and each
+chunk's local speakers (:class:`ChunkActivity`), who the second speaker in an overlap is.
 """
 
 from __future__ import annotations
@@ -144,6 +144,15 @@ class ChunkActivity:
         hi = np.clip((edges[1:] * 100).astype(np.int64), 0, n)
         return lo, np.maximum(hi, np.minimum(lo + 1, n))
 
+    def frames(self, c: int, n: int, mask: np.ndarray) -> np.ndarray:
+        """The 10-ms frames (of ``n``) covered by chunk ``c``'s model frames where ``mask`` is set."""
+        lo, hi = self.frame_edges(c, n)
+        lo, hi = lo[mask], hi[mask]
+        if len(lo) == 0:
+            return np.zeros(0, np.int64)
+        idx = lo[:, None] + np.arange(int((hi - lo).max()))[None, :]
+        return idx[idx < hi[:, None]]
+
 
 def segment(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 4,
             progress=None) -> tuple[np.ndarray, ChunkActivity]:
@@ -167,19 +176,11 @@ def segment(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int =
     return mean.mean(), ChunkActivity(starts, active, sr)
 
 
-def speaker_count(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, batch: int = 8,
-                  progress=None) -> np.ndarray:
-    """Expected number of active speakers per 10 ms frame (:func:`segment` without the chunks)."""
-    return segment(y, sr, step_s=step_s, batch=batch, progress=progress)[0]
-
-
-
 @dataclass
 class LocalSpeakers:
     """segmentation-3.0 over sliding chunks, and a CAM++ embedding per (chunk, local speaker)."""
 
-    starts: np.ndarray  # (C,) chunk starts in samples
-    active: np.ndarray  # (C, F, 3) bool: who talks in each model frame of each chunk
+    chunks: ChunkActivity  # who talks in each model frame of each chunk
     count: np.ndarray  # (n_frames,) expected number of talkers per 10 ms frame
     owner: np.ndarray  # (N, 2) (chunk, local speaker) of each embedding
     vectors: np.ndarray  # (N, 192) unit-norm embeddings
@@ -197,41 +198,26 @@ def local_speakers(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, min_a
 
     from ser.diarization import campplus
     n_out = 1 + len(y) // (sr // 100)
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    starts = _chunk_starts(len(y), int(CHUNK_S * sr), int(step_s * sr))
-    feats = campplus.fbank(y, sr)
-    mean = _FrameMean(n_out, sr)
-    acts, seqs, owner = [], [], []
-    L = int(embed_s * 100)
     half = (lambda f: progress(0.5 * f)) if progress is not None else None
-    for i, sel, P in _chunk_probabilities(y, starts, batch, half):
-        F = P.shape[1]
-        hard = MAPPING[P.argmax(-1)]  # (B, F, 3)
-        expected = P @ CLASS_COUNT
-        for j, a in enumerate(sel):
-            c = i + j
-            f_end = mean.add(int(a), expected[j], len(y))
-            hard[j, f_end:] = False
-            alone = hard[j].sum(1) == 1
-            f0 = a // (sr // 100)
-            for k in range(3):
-                on = hard[j, :, k]
-                if on.sum() * CHUNK_S / F < min_active_s:
-                    continue
-                use = on & alone if (on & alone).sum() * CHUNK_S / F >= min_active_s else on
-                # model frames → 10 ms filterbank frames of this chunk
-                fr = np.unique(np.concatenate([np.arange(int(f0 + q * CHUNK_S / F * 100),
-                                                         int(f0 + (q + 1) * CHUNK_S / F * 100) + 1)
-                                               for q in np.flatnonzero(use)]))
-                fr = fr[fr < len(feats)]
-                if len(fr) < 20:
-                    continue
-                seq = feats[fr]
-                seqs.append(np.resize(seq, (L, seq.shape[1])) if len(seq) < L else seq[(len(seq) - L) // 2:][:L])
-                owner.append((c, k))
-        acts.append(hard)
-    active = np.concatenate(acts) if acts else np.zeros((0, 0, 3), bool)
-    count = mean.mean()
+    count, chunks = segment(y, sr, step_s=step_s, progress=half)
+    feats = campplus.fbank(y, sr)
+    seqs, owner = [], []
+    L = int(embed_s * 100)
+    F = chunks.active.shape[1]
+    for c in range(len(chunks.starts)):
+        hard = chunks.active[c]
+        alone = hard.sum(1) == 1
+        for k in range(3):
+            on = hard[:, k]
+            if on.sum() * CHUNK_S / F < min_active_s:
+                continue
+            use = on & alone if (on & alone).sum() * CHUNK_S / F >= min_active_s else on
+            fr = chunks.frames(c, len(feats), use)
+            if len(fr) < 20:
+                continue
+            seq = feats[fr]
+            seqs.append(np.resize(seq, (L, seq.shape[1])) if len(seq) < L else seq[(len(seq) - L) // 2:][:L])
+            owner.append((c, k))
     vecs = np.zeros((len(seqs), campplus.EMBED_DIM), np.float32)
     net = campplus.network()
     with torch.inference_mode():
@@ -242,10 +228,10 @@ def local_speakers(y: np.ndarray, sr: int = 16000, *, step_s: float = 5.0, min_a
             if progress is not None:
                 progress(0.5 + 0.5 * min(1.0, (i + batch) / len(seqs)))
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
-    return LocalSpeakers(starts, active, count, np.array(owner, np.int64).reshape(-1, 2), vecs, n_out)
+    return LocalSpeakers(chunks, count, np.array(owner, np.int64).reshape(-1, 2), vecs, n_out)
 
 
-def reconstruct(loc: LocalSpeakers, labels: np.ndarray, sr: int = 16000, *, min_turn_s: float = 0.1,
+def reconstruct(loc: LocalSpeakers, labels: np.ndarray, *, min_turn_s: float = 0.1,
                 max_gap_s: float = 0.1) -> list[tuple[float, float, int]]:
     """Global speaker turns from local activities: each (chunk, local speaker) votes for its global
     speaker over its frames; every 10 ms frame keeps as many speakers as segmentation-3.0 counts
@@ -254,25 +240,10 @@ def reconstruct(loc: LocalSpeakers, labels: np.ndarray, sr: int = 16000, *, min_
     n = loc.n_frames
     if K == 0:
         return []
-    votes = np.zeros((n + 1, K))
-    cover = np.zeros(n + 1)
-    F = loc.active.shape[1]
-    frame_of = {(int(c), int(k)): int(g) for (c, k), g in zip(loc.owner, labels)}
-    for c, a in enumerate(loc.starts):
-        edges = a / sr + np.arange(F + 1) * CHUNK_S / F
-        lo = np.clip((edges[:-1] * 100).astype(np.int64), 0, n - 1)
-        hi = np.clip((edges[1:] * 100).astype(np.int64), 0, n - 1) + 1
-        valid = lo < hi
-        np.add.at(cover, lo[valid], 1.0)
-        np.add.at(cover, hi[valid], -1.0)
-        for k in range(3):
-            g = frame_of.get((c, k))
-            if g is None:
-                continue
-            on = loc.active[c, :, k] & valid
-            np.add.at(votes[:, g], lo[on], 1.0)
-            np.add.at(votes[:, g], hi[on], -1.0)
-    votes = np.cumsum(votes, axis=0)[:n] / np.maximum(np.cumsum(cover)[:n], 1)[:, None]
+    from ser.diarization.overlap import local_votes
+    names = np.full((len(loc.chunks.starts), 3), -1, np.int64)
+    names[loc.owner[:, 0], loc.owner[:, 1]] = labels
+    votes = local_votes(loc.chunks, names, n, K)
     want = np.rint(np.clip(loc.count, 0, 2)).astype(np.int64)
     order = np.argsort(-votes, axis=1)
     on = np.zeros((n, K), bool)
